@@ -1,0 +1,97 @@
+"""The store protocol: where versions of an index live.
+
+A store keeps, per project and index name, a sequence of immutable snapshot versions. Versions
+are integers that start at 1 and increase by one per completed push; they are never reused, also
+after the index is deleted. A put is atomic: readers see the previous complete version or the new
+complete one, never a torn one. Every store offers the same methods twice: blocking (``put``) and
+async (``aput``), the sync path doing its I/O natively, never through an event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Iterator
+from typing import BinaryIO, Protocol, Union, runtime_checkable
+
+from ..types import IndexInfo
+
+#: A snapshot on its way into a store: an iterable of byte chunks, or a readable binary file.
+Chunks = Union[Iterable[bytes], BinaryIO]
+
+#: How many versions of each index a store keeps unless told otherwise.
+DEFAULT_KEEP_VERSIONS = 5
+
+
+@runtime_checkable
+class Store(Protocol):
+    """A place that keeps versions of named indexes, per project."""
+
+    #: A short stable description of where the data lives (for caches and error messages).
+    location: str
+
+    def put(
+        self, project: str, name: str, chunks: Chunks, *, expected_version: int | None = None
+    ) -> IndexInfo:
+        """Store a snapshot as the next version; ``expected_version`` makes it conditional.
+
+        The snapshot is validated (header, index name, checksums) as it streams in and becomes
+        visible only when complete. ``expected_version=0`` means "only if absent". Raises
+        ``ConflictError`` when the stored version differs, ``SnapshotError`` for bad bytes.
+        """
+        ...
+
+    def get(self, project: str, name: str, version: int | None = None) -> Iterator[bytes]:
+        """Yield the snapshot of the latest (or the given) version in chunks.
+
+        Raises ``IndexNotFoundError`` before yielding anything if it does not exist.
+        """
+        ...
+
+    def head(self, project: str, name: str) -> IndexInfo | None:
+        """Describe the latest version, or return None if the index does not exist."""
+        ...
+
+    def list(self, project: str) -> list[IndexInfo]:
+        """Describe the latest version of every index of the project, sorted by name."""
+        ...
+
+    def versions(self, project: str, name: str) -> list[IndexInfo]:
+        """Describe every kept version of the index, oldest first (empty if it does not exist)."""
+        ...
+
+    def delete(self, project: str, name: str) -> bool:
+        """Delete every version of the index; return whether it existed."""
+        ...
+
+    def close(self) -> None:
+        """Release what the store holds (connections, handles)."""
+        ...
+
+    async def aput(
+        self, project: str, name: str, chunks: Chunks, *, expected_version: int | None = None
+    ) -> IndexInfo:
+        """Async twin of :meth:`put`."""
+        ...
+
+    def aget(self, project: str, name: str, version: int | None = None) -> AsyncIterator[bytes]:
+        """Async twin of :meth:`get` (an async generator)."""
+        ...
+
+    async def ahead(self, project: str, name: str) -> IndexInfo | None:
+        """Async twin of :meth:`head`."""
+        ...
+
+    async def alist(self, project: str) -> list[IndexInfo]:
+        """Async twin of :meth:`list`."""
+        ...
+
+    async def aversions(self, project: str, name: str) -> list[IndexInfo]:
+        """Async twin of :meth:`versions`."""
+        ...
+
+    async def adelete(self, project: str, name: str) -> bool:
+        """Async twin of :meth:`delete`."""
+        ...
+
+    async def aclose(self) -> None:
+        """Async twin of :meth:`close`."""
+        ...
