@@ -9,7 +9,8 @@ async (``aput``), the sync path doing its I/O natively, never through an event l
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass
 from typing import BinaryIO, Protocol, Union, runtime_checkable
 
 from ..types import IndexInfo
@@ -19,6 +20,40 @@ Chunks = Union[Iterable[bytes], BinaryIO]
 
 #: How many versions of each index a store keeps unless told otherwise.
 DEFAULT_KEEP_VERSIONS = 5
+
+
+@dataclass
+class Download:
+    """One stored version on its way out: its number, then its bytes in chunks."""
+
+    version: int
+    chunks: Iterator[bytes]
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self.chunks
+
+    def close(self) -> None:
+        """Stop reading early and release the underlying file or connection."""
+        close = getattr(self.chunks, "close", None)
+        if close is not None:
+            close()
+
+
+@dataclass
+class AsyncDownload:
+    """Async twin of :class:`Download`."""
+
+    version: int
+    chunks: AsyncIterator[bytes]
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self.chunks
+
+    async def aclose(self) -> None:
+        """Stop reading early and release the underlying file or connection."""
+        aclose = getattr(self.chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 @runtime_checkable
@@ -39,10 +74,10 @@ class Store(Protocol):
         """
         ...
 
-    def get(self, project: str, name: str, version: int | None = None) -> Iterator[bytes]:
-        """Yield the snapshot of the latest (or the given) version in chunks.
+    def get(self, project: str, name: str, version: int | None = None) -> Download:
+        """Open the latest (or the given) version for reading: its number and its chunks.
 
-        Raises ``IndexNotFoundError`` before yielding anything if it does not exist.
+        Raises ``IndexNotFoundError`` at once if it does not exist.
         """
         ...
 
@@ -67,13 +102,18 @@ class Store(Protocol):
         ...
 
     async def aput(
-        self, project: str, name: str, chunks: Chunks, *, expected_version: int | None = None
+        self,
+        project: str,
+        name: str,
+        chunks: Chunks | AsyncIterable[bytes],
+        *,
+        expected_version: int | None = None,
     ) -> IndexInfo:
-        """Async twin of :meth:`put`."""
+        """Async twin of :meth:`put`; also accepts an async iterable of chunks."""
         ...
 
-    def aget(self, project: str, name: str, version: int | None = None) -> AsyncIterator[bytes]:
-        """Async twin of :meth:`get` (an async generator)."""
+    async def aget(self, project: str, name: str, version: int | None = None) -> AsyncDownload:
+        """Async twin of :meth:`get`."""
         ...
 
     async def ahead(self, project: str, name: str) -> IndexInfo | None:

@@ -1,0 +1,158 @@
+"""MossClient: open sessions by index name, list and delete indexes, in one project of a store."""
+
+from __future__ import annotations
+
+import os
+from types import TracebackType
+
+from .embeddings import EmbeddingModel
+from .errors import IndexNotFoundError
+from .loading import aload, load, model_for_new_index, requested_model
+from .session import Session
+from .stores import open_store
+from .stores.base import Store
+from .types import IndexInfo
+from .validation import validate_name
+
+DEFAULT_PROJECT = "default"
+
+
+class MossClient:
+    """Entry point: sessions by name in one project of a store.
+
+    The store is a store object or a URL (``file:///path``, ``http(s)://host:port``,
+    ``postgresql://...``); when not given, ``MOSS_STORE``, else a file store at ``MOSS_HOME``,
+    else ``~/.moss``. The project id and key default to ``MOSS_PROJECT_ID`` /
+    ``MOSS_PROJECT_KEY``, else project ``default`` with no key.
+
+    Example::
+
+        client = MossClient()
+        session = await client.session("conv-123")
+        same = client.sync.session("conv-123")  # blocking twin, no event loop needed
+    """
+
+    def __init__(
+        self,
+        project_id: str | None = None,
+        project_key: str | None = None,
+        *,
+        store: Store | str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.project_id = validate_name(
+            project_id or os.environ.get("MOSS_PROJECT_ID") or DEFAULT_PROJECT, what="project id"
+        )
+        key = project_key or os.environ.get("MOSS_PROJECT_KEY") or None
+        self._owns_store = not isinstance(store, Store)
+        self.store = open_store(store, project_key=key)
+        self.sync = SyncClient(self)
+
+    def __repr__(self) -> str:
+        return f"MossClient(project_id={self.project_id!r}, store={self.store.location!r})"
+
+    async def session(
+        self,
+        index_name: str,
+        model_id: str | None = None,
+        *,
+        model: EmbeddingModel | None = None,
+        version: int | None = None,
+    ) -> Session:
+        """Open the index named ``index_name``: its latest (or the given) version, or a new empty session.
+
+        Stored embeddings are loaded as they are, with no re-embedding. ``model_id`` (or a
+        ``model`` object for your own embedder) must match the stored index's, else
+        ``ModelMismatchError``; left out, the stored model is used (``moss-minilm`` for new indexes).
+        """
+        name = validate_name(index_name)
+        model = requested_model(model_id, model)
+        try:
+            download = await self.store.aget(self.project_id, name, version)
+        except IndexNotFoundError:
+            if version is not None:
+                raise
+            return self._empty(name, model_id, model)
+        bound, engine, _ = await aload(download, name, model_id, model)
+        return Session(
+            name=name, project=self.project_id, store=self.store, model=bound, engine=engine,
+            version=download.version,
+        )
+
+    def _empty(self, name: str, model_id: str | None, model: EmbeddingModel | None) -> Session:
+        return Session(
+            name=name, project=self.project_id, store=self.store,
+            model=model_for_new_index(model_id, model), engine=None, version=0,
+        )
+
+    async def list_indexes(self) -> list[IndexInfo]:
+        """Describe every index of the project (latest version each), sorted by name."""
+        return await self.store.alist(self.project_id)
+
+    async def delete_index(self, index_name: str) -> bool:
+        """Delete every version of an index; return whether it existed."""
+        return await self.store.adelete(self.project_id, validate_name(index_name))
+
+    async def close(self) -> None:
+        """Release the store if this client opened it."""
+        if self._owns_store:
+            await self.store.aclose()
+
+    async def __aenter__(self) -> MossClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    def __enter__(self) -> MossClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.sync.close()
+
+
+class SyncClient:
+    """The blocking view of a :class:`MossClient`: same methods, no event loop."""
+
+    def __init__(self, client: MossClient) -> None:
+        self._client = client
+
+    def session(
+        self,
+        index_name: str,
+        model_id: str | None = None,
+        *,
+        model: EmbeddingModel | None = None,
+        version: int | None = None,
+    ) -> Session:
+        """Blocking twin of :meth:`MossClient.session`."""
+        c = self._client
+        name = validate_name(index_name)
+        model = requested_model(model_id, model)
+        try:
+            download = c.store.get(c.project_id, name, version)
+        except IndexNotFoundError:
+            if version is not None:
+                raise
+            return c._empty(name, model_id, model)
+        bound, engine, _ = load(download, name, model_id, model)
+        return Session(
+            name=name, project=c.project_id, store=c.store, model=bound, engine=engine,
+            version=download.version,
+        )
+
+    def list_indexes(self) -> list[IndexInfo]:
+        """Blocking twin of :meth:`MossClient.list_indexes`."""
+        return self._client.store.list(self._client.project_id)
+
+    def delete_index(self, index_name: str) -> bool:
+        """Blocking twin of :meth:`MossClient.delete_index`."""
+        return self._client.store.delete(self._client.project_id, validate_name(index_name))
+
+    def close(self) -> None:
+        """Blocking twin of :meth:`MossClient.close`."""
+        if self._client._owns_store:
+            self._client.store.close()

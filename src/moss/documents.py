@@ -1,0 +1,122 @@
+"""Turn user documents into validated columns and a vector matrix (shared by sync and async paths)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .embeddings import EmbeddingModel, normalize_rows
+from .errors import InvalidArgumentError
+from .types import DocumentInfo
+from .validation import (
+    validate_batch,
+    validate_doc_id,
+    validate_metadata,
+    validate_text,
+    validate_vector,
+)
+
+
+@dataclass
+class PreparedDocs:
+    """A validated batch: columns, the vectors the user brought, and which texts still need embedding."""
+
+    ids: list[str]
+    texts: list[str]
+    metadata: list[dict[str, Any] | None]
+    given_rows: list[int]
+    given_vectors: npt.NDArray[np.float32] | None
+    missing_rows: list[int]
+
+    @property
+    def texts_to_embed(self) -> list[str]:
+        """The texts of documents that came without a vector."""
+        return [self.texts[i] for i in self.missing_rows]
+
+
+def prepare_docs(docs: object, model: EmbeddingModel, dimension: int | None) -> PreparedDocs:
+    """Validate a batch of documents; raise InvalidArgumentError naming the first bad one."""
+    batch = validate_batch(docs)
+    ids: list[str] = []
+    texts: list[str] = []
+    metadata: list[dict[str, Any] | None] = []
+    given_rows: list[int] = []
+    given: list[Any] = []
+    missing_rows: list[int] = []
+    for row, doc in enumerate(batch):
+        if not isinstance(doc, DocumentInfo):
+            raise InvalidArgumentError(
+                f"documents must be DocumentInfo(id=..., text=...), got {type(doc).__name__} at position {row}"
+            )
+        doc_id = validate_doc_id(doc.id)
+        ids.append(doc_id)
+        texts.append(validate_text(doc.text, doc_id))
+        metadata.append(validate_metadata(doc.metadata, doc_id))
+        if doc.embedding is None:
+            missing_rows.append(row)
+        else:
+            given_rows.append(row)
+            given.append(doc.embedding)
+    if missing_rows and model.requires_vectors:
+        raise InvalidArgumentError(
+            f"document {ids[missing_rows[0]]!r} has no embedding, and model {model.model_id!r} "
+            "does not embed text: pass DocumentInfo(..., embedding=[...]) for every document"
+        )
+    return PreparedDocs(
+        ids=ids,
+        texts=texts,
+        metadata=metadata,
+        given_rows=given_rows,
+        given_vectors=_stack_vectors(given, [ids[i] for i in given_rows], dimension),
+        missing_rows=missing_rows,
+    )
+
+
+def _stack_vectors(
+    vectors: list[Any], ids: list[str], dimension: int | None
+) -> npt.NDArray[np.float32] | None:
+    """Stack the given vectors into one normalised matrix, checking them all at once."""
+    if not vectors:
+        return None
+    try:
+        matrix = np.asarray(vectors, dtype=np.float32)
+    except (TypeError, ValueError):
+        matrix = None
+    if (
+        matrix is None
+        or matrix.ndim != 2
+        or (dimension is not None and matrix.shape[1] != dimension)
+        or not np.isfinite(matrix).all()
+    ):
+        # Find the culprit to name it; this path only runs for bad input.
+        expected = dimension if dimension is not None else _first_length(vectors)
+        for doc_id, vector in zip(ids, vectors):
+            validate_vector(vector, expected, f"embedding of document {doc_id!r}")
+        raise InvalidArgumentError("embeddings must all have the same number of dimensions")
+    return normalize_rows(matrix)
+
+
+def _first_length(vectors: list[Any]) -> int | None:
+    try:
+        return len(vectors[0])
+    except TypeError:
+        return None
+
+
+def assemble_vectors(
+    prepared: PreparedDocs, embedded: npt.NDArray[np.float32] | None, dimension: int
+) -> npt.NDArray[np.float32]:
+    """Merge brought and freshly embedded vectors into one (n, dimension) matrix in batch order."""
+    if prepared.given_vectors is not None and not prepared.missing_rows:
+        return prepared.given_vectors
+    if embedded is not None and not prepared.given_rows:
+        return embedded
+    matrix = np.empty((len(prepared.ids), dimension), dtype=np.float32)
+    if prepared.given_vectors is not None:
+        matrix[prepared.given_rows] = prepared.given_vectors
+    if embedded is not None:
+        matrix[prepared.missing_rows] = embedded
+    return matrix

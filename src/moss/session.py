@@ -1,0 +1,424 @@
+"""Session: one named index held in memory, read and written locally, pushed to a store."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .documents import PreparedDocs, assemble_vectors, prepare_docs
+from .embeddings import EmbeddingModel, normalize_rows
+from .engine import Engine
+from .errors import InvalidArgumentError, MossError, UnpushedChangesError
+from .loading import aload, load
+from .snapshot import encode_snapshot
+from .stores.base import Store
+from .types import AddResult, DocumentInfo, PushResult, QueryOptions, ResultDocument, SearchResult
+from .validation import validate_doc_id, validate_top_k, validate_vector
+
+# Above this many documents, engine work in async methods moves to a worker thread so the
+# event loop keeps serving other tasks.
+_OFFLOAD_THRESHOLD = 5_000
+
+_UPSERT = "upsert"
+_DELETE = "delete"
+
+
+class Session:
+    """An index opened by name: local in-memory reads and writes, ``push_index`` to share.
+
+    Example::
+
+        session = await client.session("conv-123")
+        await session.add_docs([DocumentInfo(id="turn-1", text="Refund issued.")])
+        results = await session.query("refund status", QueryOptions(top_k=3))
+        await session.push_index()
+
+    ``session.sync`` offers the same methods, blocking, for code without an event loop.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        project: str,
+        store: Store,
+        model: EmbeddingModel,
+        engine: Engine | None,
+        version: int,
+    ) -> None:
+        self._name = name
+        self._project = project
+        self._store = store
+        self._model = model
+        self._engine = engine
+        self._version = version
+        self._lock = threading.Lock()
+        # Local changes since the loaded version: id -> "upsert" | "delete". Values are read
+        # back from the engine when replayed, so the log costs only the ids.
+        self._changes: dict[str, str] = {}
+        self._mutations = 0
+        self._closed = False
+        self.sync = SyncSession(self)
+
+    def __repr__(self) -> str:
+        return (
+            f"Session(name={self._name!r}, model_id={self.model_id!r}, version={self._version}, "
+            f"doc_count={self.doc_count})"
+        )
+
+    # -- properties --------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The index name this session was opened with."""
+        return self._name
+
+    @property
+    def model_id(self) -> str:
+        """The embedding model every participant of this index uses."""
+        return self._model.model_id
+
+    @property
+    def model(self) -> EmbeddingModel:
+        """The embedding model object."""
+        return self._model
+
+    @property
+    def dimension(self) -> int | None:
+        """Vector dimension (None for an empty ``custom`` session before its first vector)."""
+        return self._engine.dimension if self._engine is not None else self._model.dimension
+
+    @property
+    def doc_count(self) -> int:
+        """How many documents the session holds."""
+        return len(self._engine) if self._engine is not None else 0
+
+    @property
+    def version(self) -> int:
+        """The stored version this session was loaded from or last pushed (0: never pushed)."""
+        return self._version
+
+    @property
+    def has_unpushed_changes(self) -> bool:
+        """Whether documents were added or deleted since the last load or push."""
+        return bool(self._changes)
+
+    # -- local reads and writes: shared logic ------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise MossError(f"session {self._name!r} is closed: open it again with client.session()")
+
+    def _prepare_add(self, docs: Iterable[DocumentInfo]) -> PreparedDocs:
+        self._check_open()
+        return prepare_docs(docs, self._model, self.dimension)
+
+    def _apply_add(
+        self, prepared: PreparedDocs, embedded: npt.NDArray[np.float32] | None
+    ) -> AddResult:
+        if not prepared.ids:
+            return AddResult(added=0, updated=0)
+        dimension = self.dimension
+        if dimension is None:  # a custom session learns its dimension from its first vectors
+            assert prepared.given_vectors is not None
+            dimension = prepared.given_vectors.shape[1]
+        vectors = assemble_vectors(prepared, embedded, dimension)
+        with self._lock:
+            if self._engine is None:
+                self._engine = Engine(dimension)
+            added, updated = self._engine.upsert(
+                prepared.ids, prepared.texts, prepared.metadata, vectors
+            )
+            self._changes.update(dict.fromkeys(prepared.ids, _UPSERT))
+            self._mutations += 1
+        return AddResult(added=added, updated=updated)
+
+    def _delete(self, ids: Iterable[str]) -> int:
+        self._check_open()
+        if isinstance(ids, str):
+            raise InvalidArgumentError("pass a list of document ids, not a single string")
+        checked = [validate_doc_id(doc_id) for doc_id in ids]
+        with self._lock:
+            if self._engine is None:
+                return 0
+            deleted = self._engine.delete(checked)
+            if deleted:
+                self._changes.update(dict.fromkeys(checked, _DELETE))
+                self._mutations += 1
+        return deleted
+
+    def _get(
+        self,
+        ids: Iterable[str] | None,
+        filter: dict[str, Any] | None,
+        limit: int | None,
+        include_embeddings: bool,
+    ) -> list[DocumentInfo]:
+        self._check_open()
+        if isinstance(ids, str):
+            raise InvalidArgumentError("pass a list of document ids, not a single string")
+        checked = None if ids is None else [validate_doc_id(doc_id) for doc_id in ids]
+        engine = self._engine
+        if engine is None:
+            return []
+        stored = engine.get(checked, filter=filter, limit=limit)
+        vectors: list[Any] = [None] * len(stored)
+        if include_embeddings and stored:
+            vectors = list(engine.vectors_for([doc.id for doc in stored]))
+        return [
+            DocumentInfo(id=doc.id, text=doc.text, metadata=doc.metadata, embedding=vector)
+            for doc, vector in zip(stored, vectors)
+        ]
+
+    def _check_query(self, text: str, options: QueryOptions | None) -> QueryOptions:
+        self._check_open()
+        options = options if options is not None else QueryOptions()
+        if not isinstance(options, QueryOptions):
+            raise InvalidArgumentError(f"options must be QueryOptions, got {type(options).__name__}")
+        if not isinstance(text, str):
+            raise InvalidArgumentError(f"query text must be a str, got {type(text).__name__}")
+        validate_top_k(options.top_k)
+        if options.alpha != 1.0:
+            raise InvalidArgumentError(
+                f"alpha={options.alpha}: keyword search is not available in this version of moss; "
+                "use alpha=1.0 (vector search)"
+            )
+        if options.min_score is not None and not isinstance(options.min_score, (int, float)):
+            raise InvalidArgumentError(f"min_score must be a number, got {options.min_score!r}")
+        return options
+
+    def _query_vector(self, options: QueryOptions) -> npt.NDArray[np.float32] | None:
+        """The query vector the caller brought (normalised), or None if text must be embedded."""
+        if options.embedding is None:
+            return None
+        vector = validate_vector(options.embedding, self.dimension, "query embedding")
+        return normalize_rows(vector[np.newaxis, :])[0]
+
+    def _search(
+        self, text: str, options: QueryOptions, vector: npt.NDArray[np.float32] | None, started: float
+    ) -> SearchResult:
+        engine = self._engine
+        hits = []
+        if engine is not None and vector is not None:
+            hits = engine.search(vector, options.top_k, filter=options.filter, min_score=options.min_score)
+        docs = [
+            ResultDocument(id=doc.id, text=doc.text, metadata=doc.metadata, score=score)
+            for doc, score in hits
+        ]
+        return SearchResult(
+            docs=docs,
+            query=text,
+            index_name=self._name,
+            time_taken_ms=(time.perf_counter() - started) * 1000,
+        )
+
+    def _needs_query_embedding(self, options: QueryOptions) -> bool:
+        return options.embedding is None and self.doc_count > 0
+
+    # -- pushing and reloading: shared logic ---------------------------------------------------
+
+    def _encode(self) -> tuple[Iterator[bytes | memoryview], int]:
+        self._check_open()
+        with self._lock:
+            engine = self._engine
+            if engine is None:
+                if self._model.dimension is None:
+                    raise InvalidArgumentError(
+                        f"session {self._name!r} uses model {self._model.model_id!r} and has no "
+                        "documents yet, so its dimension is unknown: add a document before pushing"
+                    )
+                engine = self._engine = Engine(self._model.dimension)
+            vectors, ids, texts, metadata = engine.export()
+            mutations = self._mutations
+        _, chunks = encode_snapshot(
+            index_name=self._name,
+            model_id=self._model.model_id,
+            model_artifact=self._model.artifact_id,
+            vectors=vectors,
+            ids=ids,
+            texts=texts,
+            metadata=metadata,
+        )
+        return chunks, mutations
+
+    def _pushed(self, version: int, doc_count: int, mutations: int) -> PushResult:
+        with self._lock:
+            self._version = version
+            if self._mutations == mutations:  # nothing changed while the push streamed
+                self._changes.clear()
+        return PushResult(index_name=self._name, version=version, doc_count=doc_count)
+
+    def _check_refresh(self, discard_changes: bool) -> None:
+        self._check_open()
+        if self._changes and not discard_changes:
+            raise UnpushedChangesError(
+                f"session {self._name!r} has {len(self._changes)} unpushed changes that a refresh "
+                "would discard: push_index() first, or refresh(discard_changes=True)"
+            )
+
+    def _swap(self, engine: Engine, version: int) -> None:
+        with self._lock:
+            # Queries in flight keep the engine they started with; new ones see this one.
+            self._engine = engine
+            self._version = version
+            self._changes.clear()
+            self._mutations += 1
+
+    # -- async API -----------------------------------------------------------------------------
+
+    async def add_docs(self, docs: Iterable[DocumentInfo]) -> AddResult:
+        """Add documents, replacing those with the same ids; embeds texts that bring no vector."""
+        prepared = self._prepare_add(docs)
+        embedded = None
+        if prepared.missing_rows:
+            embedded = await self._model.aembed_documents(prepared.texts_to_embed)
+        if len(prepared.ids) > _OFFLOAD_THRESHOLD:
+            return await asyncio.to_thread(self._apply_add, prepared, embedded)
+        return self._apply_add(prepared, embedded)
+
+    async def delete_docs(self, ids: Iterable[str]) -> int:
+        """Delete documents by id; return how many existed. Unknown ids are ignored."""
+        return self._delete(ids)
+
+    async def get_docs(
+        self,
+        ids: Iterable[str] | None = None,
+        *,
+        filter: dict[str, Any] | None = None,
+        limit: int | None = None,
+        include_embeddings: bool = False,
+    ) -> list[DocumentInfo]:
+        """Read documents by id (in the order given) and/or by filter; all of them if neither."""
+        return self._get(ids, filter, limit, include_embeddings)
+
+    async def query(self, text: str, options: QueryOptions | None = None) -> SearchResult:
+        """Return the documents most similar to ``text`` (or to ``options.embedding``)."""
+        started = time.perf_counter()
+        options = self._check_query(text, options)
+        vector = self._query_vector(options)
+        if vector is None and self._needs_query_embedding(options):
+            vector = await self._model.aembed_query(text)
+        return self._search(text, options, vector, started)
+
+    async def push_index(self, expected_version: int | None = None) -> PushResult:
+        """Store this session as the index's next version, creating or replacing it.
+
+        With ``expected_version=N`` the push succeeds only if the stored version is still N
+        (0: only if the index does not exist) and raises ``ConflictError`` otherwise.
+        """
+        chunks, mutations = await asyncio.to_thread(self._encode)
+        info = await self._store.aput(
+            self._project, self._name, chunks, expected_version=expected_version
+        )
+        return self._pushed(info.version, info.doc_count, mutations)
+
+    async def refresh(self, *, discard_changes: bool = False) -> bool:
+        """Load the latest stored version if it is newer; return whether it was.
+
+        Raises ``UnpushedChangesError`` if local changes would be lost, unless
+        ``discard_changes=True``.
+        """
+        self._check_refresh(discard_changes)
+        head = await self._store.ahead(self._project, self._name)
+        if head is None or head.version <= self._version:
+            return False
+        download = await self._store.aget(self._project, self._name)
+        _, engine, _ = await aload(download, self._name, None, self._model)
+        self._swap(engine, download.version)
+        return True
+
+    async def close(self) -> None:
+        """Release the session's memory; later calls raise."""
+        self._close()
+
+    def _close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._engine = None
+
+    async def __aenter__(self) -> Session:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._close()
+
+
+class SyncSession:
+    """The blocking view of a :class:`Session`: same methods, same state, no event loop."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def add_docs(self, docs: Iterable[DocumentInfo]) -> AddResult:
+        """Blocking twin of :meth:`Session.add_docs`."""
+        s = self._session
+        prepared = s._prepare_add(docs)
+        embedded = None
+        if prepared.missing_rows:
+            embedded = s._model.embed_documents(prepared.texts_to_embed)
+        return s._apply_add(prepared, embedded)
+
+    def delete_docs(self, ids: Iterable[str]) -> int:
+        """Blocking twin of :meth:`Session.delete_docs`."""
+        return self._session._delete(ids)
+
+    def get_docs(
+        self,
+        ids: Iterable[str] | None = None,
+        *,
+        filter: dict[str, Any] | None = None,
+        limit: int | None = None,
+        include_embeddings: bool = False,
+    ) -> list[DocumentInfo]:
+        """Blocking twin of :meth:`Session.get_docs`."""
+        return self._session._get(ids, filter, limit, include_embeddings)
+
+    def query(self, text: str, options: QueryOptions | None = None) -> SearchResult:
+        """Blocking twin of :meth:`Session.query`."""
+        s = self._session
+        started = time.perf_counter()
+        options = s._check_query(text, options)
+        vector = s._query_vector(options)
+        if vector is None and s._needs_query_embedding(options):
+            vector = s._model.embed_query(text)
+        return s._search(text, options, vector, started)
+
+    def push_index(self, expected_version: int | None = None) -> PushResult:
+        """Blocking twin of :meth:`Session.push_index`."""
+        s = self._session
+        chunks, mutations = s._encode()
+        info = s._store.put(s._project, s._name, chunks, expected_version=expected_version)
+        return s._pushed(info.version, info.doc_count, mutations)
+
+    def refresh(self, *, discard_changes: bool = False) -> bool:
+        """Blocking twin of :meth:`Session.refresh`."""
+        s = self._session
+        s._check_refresh(discard_changes)
+        head = s._store.head(s._project, s._name)
+        if head is None or head.version <= s._version:
+            return False
+        download = s._store.get(s._project, s._name)
+        _, engine, _ = load(download, s._name, None, s._model)
+        s._swap(engine, download.version)
+        return True
+
+    def close(self) -> None:
+        """Blocking twin of :meth:`Session.close`."""
+        self._session._close()
