@@ -170,3 +170,27 @@ async def test_async_twins(store: Store) -> None:
     assert await store.adelete(P, "as") is True
     with pytest.raises(IndexNotFoundError):
         await store.aget(P, "as")
+
+
+def test_conditional_get_and_watch(store: Store) -> None:
+    blob = snapshot_bytes("w")
+    store.put(P, "w", [blob])
+    fresh = store.get(P, "w", if_none_match=1)
+    assert (fresh.version, fresh.not_modified, b"".join(fresh)) == (1, True, b"")
+    changed = store.get(P, "w", if_none_match=0)
+    assert (changed.version, changed.not_modified, b"".join(changed)) == (1, False, blob)
+    assert store.watch(P, "w", after=0, timeout=1) == 1
+    assert store.watch(P, "w", after=1, timeout=0.2) is None
+    pusher = threading.Timer(0.2, lambda: store.put(P, "w", [blob]))
+    pusher.start()
+    assert store.watch(P, "w", after=1, timeout=10) == 2
+    pusher.join()
+
+
+async def test_async_conditional_get_and_watch(store: Store) -> None:
+    blob = snapshot_bytes("aw")
+    await store.aput(P, "aw", [blob])
+    fresh = await store.aget(P, "aw", if_none_match=1)
+    assert fresh.not_modified
+    assert await store.awatch(P, "aw", after=0, timeout=1) == 1
+    assert await store.awatch(P, "aw", after=1, timeout=0.2) is None

@@ -24,10 +24,15 @@ DEFAULT_KEEP_VERSIONS = 5
 
 @dataclass
 class Download:
-    """One stored version on its way out: its number, then its bytes in chunks."""
+    """One stored version on its way out: its number, then its bytes in chunks.
+
+    ``not_modified`` is True (and there are no chunks) when the caller passed
+    ``if_none_match`` equal to the latest version: its cached copy is current.
+    """
 
     version: int
     chunks: Iterator[bytes]
+    not_modified: bool = False
 
     def __iter__(self) -> Iterator[bytes]:
         return self.chunks
@@ -45,6 +50,7 @@ class AsyncDownload:
 
     version: int
     chunks: AsyncIterator[bytes]
+    not_modified: bool = False
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self.chunks
@@ -74,11 +80,23 @@ class Store(Protocol):
         """
         ...
 
-    def get(self, project: str, name: str, version: int | None = None) -> Download:
+    def get(
+        self,
+        project: str,
+        name: str,
+        version: int | None = None,
+        *,
+        if_none_match: int | None = None,
+    ) -> Download:
         """Open the latest (or the given) version for reading: its number and its chunks.
 
-        Raises ``IndexNotFoundError`` at once if it does not exist.
+        With ``if_none_match=N`` and N the latest version, answer ``not_modified`` without
+        reading anything. Raises ``IndexNotFoundError`` at once if it does not exist.
         """
+        ...
+
+    def watch(self, project: str, name: str, after: int, timeout: float) -> int | None:
+        """Wait until the latest version exceeds ``after``; return it, or None after ``timeout`` s."""
         ...
 
     def head(self, project: str, name: str) -> IndexInfo | None:
@@ -112,8 +130,19 @@ class Store(Protocol):
         """Async twin of :meth:`put`; also accepts an async iterable of chunks."""
         ...
 
-    async def aget(self, project: str, name: str, version: int | None = None) -> AsyncDownload:
+    async def aget(
+        self,
+        project: str,
+        name: str,
+        version: int | None = None,
+        *,
+        if_none_match: int | None = None,
+    ) -> AsyncDownload:
         """Async twin of :meth:`get`."""
+        ...
+
+    async def awatch(self, project: str, name: str, after: int, timeout: float) -> int | None:
+        """Async twin of :meth:`watch`."""
         ...
 
     async def ahead(self, project: str, name: str) -> IndexInfo | None:

@@ -20,6 +20,7 @@ import base64
 import contextlib
 import fcntl
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -33,6 +34,7 @@ from .base import DEFAULT_KEEP_VERSIONS, AsyncDownload, Chunks, Download
 from .chunks import CHUNK_SIZE, AsyncChunks, aiter_chunks, aiter_sync, iter_chunks
 
 _OPEN_RETRIES = 10
+_WATCH_POLL_SECONDS = 0.05
 
 
 def encode_name(name: str) -> str:
@@ -258,15 +260,63 @@ class FileStore:
             f"index {name!r} does not exist in project {project!r}: push it first, or check the name"
         )
 
-    def get(self, project: str, name: str, version: int | None = None) -> Download:
+    def get(
+        self,
+        project: str,
+        name: str,
+        version: int | None = None,
+        *,
+        if_none_match: int | None = None,
+    ) -> Download:
         """Open the latest (or the given) version for reading; raise if absent."""
         number, handle = self._open(project, name, version)
+        if if_none_match is not None and number == if_none_match:
+            handle.close()
+            return Download(number, iter(()), not_modified=True)
         return Download(number, _read_chunks(handle))
 
-    async def aget(self, project: str, name: str, version: int | None = None) -> AsyncDownload:
+    async def aget(
+        self,
+        project: str,
+        name: str,
+        version: int | None = None,
+        *,
+        if_none_match: int | None = None,
+    ) -> AsyncDownload:
         """Async twin of :meth:`get`."""
-        number, handle = await asyncio.to_thread(self._open, project, name, version)
-        return AsyncDownload(number, aiter_sync(_read_chunks(handle)))
+        download = await asyncio.to_thread(
+            self.get, project, name, version, if_none_match=if_none_match
+        )
+        return AsyncDownload(download.version, aiter_sync(download.chunks), download.not_modified)
+
+    def latest_version(self, project: str, name: str) -> int:
+        """The latest kept version, 0 if none (one directory listing, no file opened)."""
+        kept = self._kept_versions(self._index_dir(project, name))
+        return kept[-1] if kept else 0
+
+    def watch(self, project: str, name: str, after: int, timeout: float) -> int | None:
+        """Poll the index directory until a version above ``after`` lands, or ``timeout`` passes."""
+        deadline = time.monotonic() + timeout
+        while True:
+            latest = self.latest_version(project, name)
+            if latest > after:
+                return latest
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            time.sleep(min(_WATCH_POLL_SECONDS, remaining))
+
+    async def awatch(self, project: str, name: str, after: int, timeout: float) -> int | None:
+        """Async twin of :meth:`watch` (polls without blocking the event loop)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            latest = await asyncio.to_thread(self.latest_version, project, name)
+            if latest > after:
+                return latest
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            await asyncio.sleep(min(_WATCH_POLL_SECONDS, remaining))
 
     def head(self, project: str, name: str) -> IndexInfo | None:
         """Describe the latest version, or None if the index does not exist."""
