@@ -16,7 +16,6 @@ from moss import (
     ModelMismatchError,
     MossClient,
     QueryOptions,
-    UnpushedChangesError,
 )
 
 DIM = 16
@@ -183,11 +182,78 @@ async def test_expected_version_and_refresh(client: MossClient) -> None:
 
     with pytest.raises(ConflictError):
         await a.push_index(expected_version=1)
-    with pytest.raises(UnpushedChangesError):
-        await a.refresh()
-    assert await a.refresh(discard_changes=True) is True
-    assert (a.version, sorted(d.id for d in await a.get_docs())) == (2, ["d1", "d2"])
+    assert await a.refresh() is True  # local d3 is replayed onto version 2 and stays unpushed
+    assert (a.version, a.has_unpushed_changes) == (2, True)
+    assert sorted(d.id for d in await a.get_docs()) == ["d1", "d2", "d3"]
+    assert (await a.push_index(expected_version=2)).version == 3
     assert await a.refresh() is False
+
+    await b.add_docs([doc(4)])
+    await b.delete_docs(["d1"])
+    assert await b.refresh(discard_changes=True) is True
+    assert (b.version, b.has_unpushed_changes) == (3, False)
+    assert sorted(d.id for d in await b.get_docs()) == ["d1", "d2", "d3"]
+
+
+async def test_merge_push_replays_local_changes_onto_newer_versions(client: MossClient) -> None:
+    a = await client.session("merge", model_id="custom")
+    await a.add_docs([doc(1), doc(2)])
+    await a.push_index()
+    b = await client.session("merge")
+    await b.add_docs([DocumentInfo(id="d1", text="b wins", embedding=vec(1))])
+    await b.delete_docs(["d2"])
+    await a.add_docs([doc(3), DocumentInfo(id="d1", text="a loses", embedding=vec(1))])
+    await a.push_index(merge=True)
+    result = await b.push_index(merge=True)  # conflicts, replays its changes onto a's version
+    assert result.version == 3
+    final = await client.session("merge")
+    docs = {d.id: d.text for d in await final.get_docs()}
+    assert docs == {"d1": "b wins", "d3": "text 3"}
+    with pytest.raises(InvalidArgumentError, match="merge"):
+        await b.push_index(expected_version=3, merge=True)
+    await client.delete_index("merge")
+    assert (await b.push_index(merge=True)).version == 4  # deleted meanwhile: recreated
+
+
+def test_sync_merge_push(client: MossClient) -> None:
+    a = client.sync.session("smerge", model_id="custom")
+    a.sync.add_docs([doc(1)])
+    a.sync.push_index()
+    b = client.sync.session("smerge")
+    a.sync.add_docs([doc(2)])
+    a.sync.push_index(merge=True)
+    b.sync.add_docs([doc(3)])
+    assert b.sync.push_index(merge=True).version == 3
+    assert sorted(d.id for d in client.sync.session("smerge").sync.get_docs()) == ["d1", "d2", "d3"]
+
+
+async def test_auto_refresh_follows_pushes(client: MossClient) -> None:
+    writer = await client.session("live", model_id="custom")
+    await writer.add_docs([doc(1)])
+    await writer.push_index()
+    async with await client.session("live", auto_refresh=True) as follower:
+        await writer.add_docs([doc(2)])
+        await writer.push_index()
+        for _ in range(100):
+            if follower.version == 2:
+                break
+            await asyncio.sleep(0.02)
+        assert (follower.version, follower.doc_count) == (2, 2)
+
+
+def test_sync_auto_refresh_follows_pushes(client: MossClient) -> None:
+    import time
+
+    writer = client.sync.session("slive", model_id="custom")
+    writer.sync.add_docs([doc(1)])
+    writer.sync.push_index()
+    with client.sync.session("slive", auto_refresh=True) as follower:
+        writer.sync.add_docs([doc(2)])
+        writer.sync.push_index()
+        deadline = time.monotonic() + 2
+        while follower.version != 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert (follower.version, follower.doc_count) == (2, 2)
 
 
 async def test_version_argument_and_missing_version(client: MossClient) -> None:
@@ -226,6 +292,7 @@ async def test_sync_view_works_inside_a_running_event_loop(client: MossClient) -
     assert reopened.sync.delete_docs(["d1"]) == 1
     assert [d.id for d in reopened.sync.get_docs()] == ["d2"]
     assert reopened.sync.refresh(discard_changes=True) is False
+    assert reopened.has_unpushed_changes
 
 
 def test_default_store_comes_from_moss_home(tmp_path: Path) -> None:

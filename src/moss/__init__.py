@@ -21,7 +21,6 @@ from .errors import (
     MossError,
     ServiceUnavailableError,
     SnapshotError,
-    UnpushedChangesError,
 )
 from .session import Session, SyncSession
 from .stores import FileStore, Store
@@ -62,5 +61,4 @@ __all__ = [
     "Store",
     "SyncClient",
     "SyncSession",
-    "UnpushedChangesError",
 ]

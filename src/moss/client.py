@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from types import TracebackType
 
+from .cache import SnapshotCache
 from .embeddings import EmbeddingModel
-from .errors import IndexNotFoundError
-from .loading import aload, load, model_for_new_index, requested_model
+from .loading import Hydrator, Loaded, model_for_new_index, requested_model
 from .session import Session
 from .stores import open_store
 from .stores.base import Store
@@ -38,6 +39,7 @@ class MossClient:
         project_key: str | None = None,
         *,
         store: Store | str | os.PathLike[str] | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.project_id = validate_name(
             project_id or os.environ.get("MOSS_PROJECT_ID") or DEFAULT_PROJECT, what="project id"
@@ -45,6 +47,8 @@ class MossClient:
         key = project_key or os.environ.get("MOSS_PROJECT_KEY") or None
         self._owns_store = not isinstance(store, Store)
         self.store = open_store(store, project_key=key)
+        cache = SnapshotCache(None if cache_dir is None else Path(cache_dir))
+        self._hydrator = Hydrator(self.store, self.project_id, cache)
         self.sync = SyncClient(self)
 
     def __repr__(self) -> str:
@@ -57,31 +61,35 @@ class MossClient:
         *,
         model: EmbeddingModel | None = None,
         version: int | None = None,
+        auto_refresh: bool = False,
     ) -> Session:
         """Open the index named ``index_name``: its latest (or the given) version, or a new empty session.
 
         Stored embeddings are loaded as they are, with no re-embedding. ``model_id`` (or a
         ``model`` object for your own embedder) must match the stored index's, else
-        ``ModelMismatchError``; left out, the stored model is used (``moss-minilm`` for new indexes).
+        ``ModelMismatchError``; left out, the stored model is used (``moss-minilm`` for new
+        indexes). ``auto_refresh=True`` keeps the session fresh in the background as other
+        processes push (local unpushed changes are replayed onto each new version).
         """
         name = validate_name(index_name)
         model = requested_model(model_id, model)
-        try:
-            download = await self.store.aget(self.project_id, name, version)
-        except IndexNotFoundError:
-            if version is not None:
-                raise
-            return self._empty(name, model_id, model)
-        bound, engine, _ = await aload(download, name, model_id, model)
-        return Session(
-            name=name, project=self.project_id, store=self.store, model=bound, engine=engine,
-            version=download.version,
-        )
+        loaded = await self._hydrator.aload(name, model_id, model, version)
+        session = self._session(name, model_id, model, loaded)
+        if auto_refresh:
+            session._start_auto_refresh()
+        return session
 
-    def _empty(self, name: str, model_id: str | None, model: EmbeddingModel | None) -> Session:
+    def _session(
+        self, name: str, model_id: str | None, model: EmbeddingModel | None, loaded: Loaded | None
+    ) -> Session:
+        if loaded is None:
+            return Session(
+                name=name, hydrator=self._hydrator, model=model_for_new_index(model_id, model),
+                engine=None, version=0,
+            )
         return Session(
-            name=name, project=self.project_id, store=self.store,
-            model=model_for_new_index(model_id, model), engine=None, version=0,
+            name=name, hydrator=self._hydrator, model=loaded.model, engine=loaded.engine,
+            version=loaded.version, stale=loaded.stale,
         )
 
     async def list_indexes(self) -> list[IndexInfo]:
@@ -127,22 +135,17 @@ class SyncClient:
         *,
         model: EmbeddingModel | None = None,
         version: int | None = None,
+        auto_refresh: bool = False,
     ) -> Session:
-        """Blocking twin of :meth:`MossClient.session`."""
+        """Blocking twin of :meth:`MossClient.session` (auto-refresh runs on a daemon thread)."""
         c = self._client
         name = validate_name(index_name)
         model = requested_model(model_id, model)
-        try:
-            download = c.store.get(c.project_id, name, version)
-        except IndexNotFoundError:
-            if version is not None:
-                raise
-            return c._empty(name, model_id, model)
-        bound, engine, _ = load(download, name, model_id, model)
-        return Session(
-            name=name, project=c.project_id, store=c.store, model=bound, engine=engine,
-            version=download.version,
-        )
+        loaded = c._hydrator.load(name, model_id, model, version)
+        session = c._session(name, model_id, model, loaded)
+        if auto_refresh:
+            session.sync._start_auto_refresh()
+        return session
 
     def list_indexes(self) -> list[IndexInfo]:
         """Blocking twin of :meth:`MossClient.list_indexes`."""

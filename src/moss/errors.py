@@ -9,7 +9,6 @@ onnxruntime, the file system) are translated at the boundary and never leak::
     ├── IndexNotFoundError       the named index (or version) does not exist in the store
     ├── SnapshotError            stored bytes are not a valid snapshot (truncated, corrupt, unknown)
     ├── ConflictError            push_index(expected_version=N) found another version stored
-    ├── UnpushedChangesError     refresh() would discard local changes that were never pushed
     ├── AuthenticationError      the project id or key is missing, wrong or revoked
     └── ServiceUnavailableError  the store cannot be reached or failed on its side
 """
@@ -44,10 +43,6 @@ class ConflictError(MossError):
         super().__init__(message)
         self.expected = expected
         self.actual = actual
-
-
-class UnpushedChangesError(MossError):
-    """An operation would silently discard local changes that were never pushed."""
 
 
 class AuthenticationError(MossError):

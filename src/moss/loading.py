@@ -1,14 +1,24 @@
-"""Open stored versions: check the model against the snapshot header, decode into an engine."""
+"""Open stored versions: check the model against the header, decode into an engine, cache.
+
+The decision logic lives once in :class:`Hydrator`; ``load`` and ``aload`` only differ in how
+they do I/O.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
 
+from .cache import SnapshotCache
 from .embeddings import DEFAULT_MODEL_ID, CustomModel, EmbeddingModel, resolve_model
 from .engine import Engine
-from .errors import InvalidArgumentError, ModelMismatchError
+from .errors import IndexNotFoundError, InvalidArgumentError, ModelMismatchError, ServiceUnavailableError
 from .snapshot import SnapshotData, SnapshotHeader, SnapshotReader
-from .stores.base import AsyncDownload, Download
+from .stores.base import Store
+from .stores.chunks import CHUNK_SIZE
 
 
 def requested_model(model_id: str | None, model: EmbeddingModel | None) -> EmbeddingModel | None:
@@ -71,54 +81,150 @@ def model_for_header(
     return model
 
 
-class _Decoder:
-    """Feed a download into a snapshot reader, checking the model as soon as the header is known."""
+@dataclass
+class Loaded:
+    """A decoded version: the bound model, its engine, its number, and whether it came from a stale cache."""
+
+    model: EmbeddingModel
+    engine: Engine
+    version: int
+    stale: bool = False
+
+
+class Decoder:
+    """Feed snapshot bytes in; check the model as soon as the header is known; get an engine out."""
 
     def __init__(self, name: str, model_id: str | None, model: EmbeddingModel | None) -> None:
         self._reader = SnapshotReader(keep_data=True, expected_name=name)
         self._model_id = model_id
         self._model = model
-        self.bound: EmbeddingModel | None = None
+        self._bound: EmbeddingModel | None = None
 
     def feed(self, chunk: bytes | memoryview) -> None:
         self._reader.feed(chunk)
-        if self.bound is None and self._reader.header is not None:
-            self.bound = model_for_header(self._reader.header, self._model_id, self._model)
+        if self._bound is None and self._reader.header is not None:
+            self._bound = model_for_header(self._reader.header, self._model_id, self._model)
 
-    def finish(self) -> tuple[EmbeddingModel, Engine, SnapshotData]:
+    def finish(self, version: int, stale: bool = False) -> Loaded:
         data = self._reader.finish()
         assert isinstance(data, SnapshotData)
-        if self.bound is None:
-            self.bound = model_for_header(data.header, self._model_id, self._model)
+        bound = self._bound or model_for_header(data.header, self._model_id, self._model)
         engine = Engine.from_arrays(data.vectors, data.ids, data.texts, data.metadata)
-        return self.bound, engine, data
+        return Loaded(bound, engine, version, stale)
 
 
-def load(
-    download: Download, name: str, model_id: str | None, model: EmbeddingModel | None
-) -> tuple[EmbeddingModel, Engine, SnapshotData]:
-    """Decode a download into (model, engine, data); closes the download."""
-    decoder = _Decoder(name, model_id, model)
-    try:
-        _feed_all(decoder, download)
-    finally:
-        download.close()
-    return decoder.finish()
+def _file_chunks(handle: BinaryIO) -> Iterator[bytes]:
+    with handle:
+        while block := handle.read(CHUNK_SIZE):
+            yield block
 
 
-def _feed_all(decoder: _Decoder, chunks: Iterable[bytes]) -> None:
-    for chunk in chunks:
-        decoder.feed(chunk)
+class Hydrator:
+    """Load versions of one project's indexes from a store, through a disk cache for remote stores."""
 
+    def __init__(self, store: Store, project: str, cache: SnapshotCache | None) -> None:
+        self.store = store
+        self.project = project
+        # A local store is its own cache: copying its files would only cost time and disk.
+        self.cache = None if getattr(store, "is_local", False) else cache
 
-async def aload(
-    download: AsyncDownload, name: str, model_id: str | None, model: EmbeddingModel | None
-) -> tuple[EmbeddingModel, Engine, SnapshotData]:
-    """Async twin of :func:`load`."""
-    decoder = _Decoder(name, model_id, model)
-    try:
-        async for chunk in download:
+    def _cached(self, name: str, version: int) -> BinaryIO | None:
+        return self.cache.open(self.store.location, self.project, name, version) if self.cache else None
+
+    def _latest_cached(self, name: str, version: int | None) -> int | None:
+        if self.cache is None or version is not None:
+            return None
+        return self.cache.latest(self.store.location, self.project, name)
+
+    def _from_file(
+        self, handle: BinaryIO, name: str, version: int, model_id: str | None,
+        model: EmbeddingModel | None, stale: bool = False,
+    ) -> Loaded:
+        decoder = Decoder(name, model_id, model)
+        for chunk in _file_chunks(handle):
             decoder.feed(chunk)
-    finally:
-        await download.aclose()
-    return decoder.finish()
+        return decoder.finish(version, stale)
+
+    def load(
+        self, name: str, model_id: str | None, model: EmbeddingModel | None,
+        version: int | None = None, *, newer_than: int | None = None,
+    ) -> Loaded | None:
+        """The latest (or given) version; None if the index is absent or not newer than ``newer_than``."""
+        if version is not None and (handle := self._cached(name, version)):
+            return self._from_file(handle, name, version, model_id, model)
+        cached = self._latest_cached(name, version)
+        try:
+            download = self.store.get(self.project, name, version, if_none_match=newer_than or cached)
+        except IndexNotFoundError:
+            if version is not None:
+                raise
+            return None
+        except ServiceUnavailableError:
+            if cached is None or (handle := self._cached(name, cached)) is None:
+                raise
+            return self._from_file(handle, name, cached, model_id, model, stale=True)
+        if download.not_modified:
+            if newer_than is not None and download.version == newer_than:
+                return None
+            if handle := self._cached(name, download.version):
+                return self._from_file(handle, name, download.version, model_id, model)
+            download = self.store.get(self.project, name, download.version)
+        decoder = Decoder(name, model_id, model)
+        with self._cache_writer(name, download.version) as out:
+            try:
+                for chunk in download:
+                    decoder.feed(chunk)
+                    if out is not None:
+                        out.write(chunk)
+            finally:
+                download.close()
+            return decoder.finish(download.version)
+
+    async def aload(
+        self, name: str, model_id: str | None, model: EmbeddingModel | None,
+        version: int | None = None, *, newer_than: int | None = None,
+    ) -> Loaded | None:
+        """Async twin of :meth:`load`."""
+        if version is not None and (handle := self._cached(name, version)):
+            return await asyncio.to_thread(self._from_file, handle, name, version, model_id, model)
+        cached = self._latest_cached(name, version)
+        try:
+            download = await self.store.aget(
+                self.project, name, version, if_none_match=newer_than or cached
+            )
+        except IndexNotFoundError:
+            if version is not None:
+                raise
+            return None
+        except ServiceUnavailableError:
+            if cached is None or (handle := self._cached(name, cached)) is None:
+                raise
+            return await asyncio.to_thread(
+                self._from_file, handle, name, cached, model_id, model, True
+            )
+        if download.not_modified:
+            if newer_than is not None and download.version == newer_than:
+                return None
+            if handle := self._cached(name, download.version):
+                return await asyncio.to_thread(
+                    self._from_file, handle, name, download.version, model_id, model
+                )
+            download = await self.store.aget(self.project, name, download.version)
+        decoder = Decoder(name, model_id, model)
+        with self._cache_writer(name, download.version) as out:
+            try:
+                async for chunk in download:
+                    decoder.feed(chunk)
+                    if out is not None:
+                        await asyncio.to_thread(out.write, chunk)
+            finally:
+                await download.aclose()
+            return decoder.finish(download.version)
+
+    @contextlib.contextmanager
+    def _cache_writer(self, name: str, version: int) -> Iterator[BinaryIO | None]:
+        if self.cache is None:
+            yield None
+            return
+        with self.cache.writer(self.store.location, self.project, name, version) as out:
+            yield out

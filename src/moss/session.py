@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import random
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -15,10 +17,9 @@ import numpy.typing as npt
 from .documents import PreparedDocs, assemble_vectors, prepare_docs
 from .embeddings import EmbeddingModel, normalize_rows
 from .engine import Engine
-from .errors import InvalidArgumentError, MossError, UnpushedChangesError
-from .loading import aload, load
+from .errors import ConflictError, InvalidArgumentError, MossError, ServiceUnavailableError
+from .loading import Hydrator, Loaded
 from .snapshot import encode_snapshot
-from .stores.base import Store
 from .types import AddResult, DocumentInfo, PushResult, QueryOptions, ResultDocument, SearchResult
 from .validation import validate_doc_id, validate_top_k, validate_vector
 
@@ -28,6 +29,12 @@ _OFFLOAD_THRESHOLD = 5_000
 
 _UPSERT = "upsert"
 _DELETE = "delete"
+# A merge push retries on conflict, replaying local changes onto each newer version.
+_MERGE_ATTEMPTS = 20
+# How long one watch request waits before asking again (also bounds how late close() is seen).
+_WATCH_TIMEOUT = 10.0
+
+logger = logging.getLogger("moss")
 
 
 class Session:
@@ -47,18 +54,21 @@ class Session:
         self,
         *,
         name: str,
-        project: str,
-        store: Store,
+        hydrator: Hydrator,
         model: EmbeddingModel,
         engine: Engine | None,
         version: int,
+        stale: bool = False,
     ) -> None:
         self._name = name
-        self._project = project
-        self._store = store
+        self._hydrator = hydrator
+        self._project = hydrator.project
+        self._store = hydrator.store
         self._model = model
         self._engine = engine
         self._version = version
+        self._stale = stale
+        self._refresher: asyncio.Task[None] | threading.Thread | None = None
         self._lock = threading.Lock()
         # Local changes since the loaded version: id -> "upsert" | "delete". Values are read
         # back from the engine when replayed, so the log costs only the ids.
@@ -104,6 +114,11 @@ class Session:
     def version(self) -> int:
         """The stored version this session was loaded from or last pushed (0: never pushed)."""
         return self._version
+
+    @property
+    def stale(self) -> bool:
+        """True while the session holds a cached copy because the store was unreachable."""
+        return self._stale
 
     @property
     def has_unpushed_changes(self) -> bool:
@@ -255,21 +270,52 @@ class Session:
                 self._changes.clear()
         return PushResult(index_name=self._name, version=version, doc_count=doc_count)
 
-    def _check_refresh(self, discard_changes: bool) -> None:
+    def _merge_expected(self, expected_version: int | None, merge: bool) -> int | None:
         self._check_open()
-        if self._changes and not discard_changes:
-            raise UnpushedChangesError(
-                f"session {self._name!r} has {len(self._changes)} unpushed changes that a refresh "
-                "would discard: push_index() first, or refresh(discard_changes=True)"
+        if merge and expected_version is not None:
+            raise InvalidArgumentError(
+                "push_index(merge=True) sets its own expected version: leave expected_version out"
             )
+        return self._version if merge else expected_version
 
-    def _swap(self, engine: Engine, version: int) -> None:
+    def _adopt(self, loaded: Loaded | None, discard_changes: bool) -> bool:
+        """Swap in a newer loaded version, replaying unpushed local changes onto it.
+
+        Replayed changes stay unpushed. The same id changed here and there: the local change
+        wins (last writer wins, the writer being whoever pushes last).
+        """
+        if loaded is None:
+            self._stale = False  # the store answered: our version is current
+            return False
+        if loaded.stale or loaded.version <= self._version:
+            return False
+        engine = loaded.engine
         with self._lock:
+            local = self._engine
+            if discard_changes:
+                self._changes.clear()
+            elif self._changes and local is not None:
+                upserts = [i for i, op in self._changes.items() if op == _UPSERT]
+                deletes = [i for i, op in self._changes.items() if op == _DELETE]
+                if upserts:
+                    docs = local.get(upserts)
+                    engine.upsert(
+                        [d.id for d in docs], [d.text for d in docs], [d.metadata for d in docs],
+                        local.vectors_for(upserts),
+                    )
+                if deletes:
+                    engine.delete(deletes)
             # Queries in flight keep the engine they started with; new ones see this one.
             self._engine = engine
-            self._version = version
-            self._changes.clear()
+            self._version = loaded.version
+            self._stale = False
             self._mutations += 1
+        return True
+
+    def _lost_index(self) -> None:
+        """The index was deleted under a merge push: push everything as a new index."""
+        with self._lock:
+            self._version = 0
 
     # -- async API -----------------------------------------------------------------------------
 
@@ -307,32 +353,70 @@ class Session:
             vector = await self._model.aembed_query(text)
         return self._search(text, options, vector, started)
 
-    async def push_index(self, expected_version: int | None = None) -> PushResult:
+    async def push_index(
+        self, expected_version: int | None = None, *, merge: bool = False
+    ) -> PushResult:
         """Store this session as the index's next version, creating or replacing it.
 
         With ``expected_version=N`` the push succeeds only if the stored version is still N
-        (0: only if the index does not exist) and raises ``ConflictError`` otherwise.
+        (0: only if the index does not exist) and raises ``ConflictError`` otherwise. With
+        ``merge=True``, a push that finds a newer version replays this session's unpushed
+        changes onto it and pushes again, so concurrent writers lose nothing.
         """
-        chunks, mutations = await asyncio.to_thread(self._encode)
-        info = await self._store.aput(
-            self._project, self._name, chunks, expected_version=expected_version
-        )
-        return self._pushed(info.version, info.doc_count, mutations)
+        for attempt in range(_MERGE_ATTEMPTS):
+            expected = self._merge_expected(expected_version, merge)
+            chunks, mutations = await asyncio.to_thread(self._encode)
+            try:
+                info = await self._store.aput(
+                    self._project, self._name, chunks, expected_version=expected
+                )
+            except ConflictError:
+                if not merge:
+                    raise
+                await asyncio.sleep(random.uniform(0, 0.01 * attempt))
+                await self._arebase()
+                continue
+            return self._pushed(info.version, info.doc_count, mutations)
+        raise _gave_up(self._name)
+
+    async def _arebase(self) -> None:
+        loaded = await self._hydrator.aload(self._name, None, self._model, newer_than=self._version)
+        if loaded is None and await self._store.ahead(self._project, self._name) is None:
+            self._lost_index()
+        self._adopt(loaded, discard_changes=False)
 
     async def refresh(self, *, discard_changes: bool = False) -> bool:
         """Load the latest stored version if it is newer; return whether it was.
 
-        Raises ``UnpushedChangesError`` if local changes would be lost, unless
+        Unpushed local changes are replayed onto it (and stay unpushed) unless
         ``discard_changes=True``.
         """
-        self._check_refresh(discard_changes)
-        head = await self._store.ahead(self._project, self._name)
-        if head is None or head.version <= self._version:
-            return False
-        download = await self._store.aget(self._project, self._name)
-        _, engine, _ = await aload(download, self._name, None, self._model)
-        self._swap(engine, download.version)
-        return True
+        self._check_open()
+        loaded = await self._hydrator.aload(self._name, None, self._model, newer_than=self._version)
+        return self._adopt(loaded, discard_changes)
+
+    def _start_auto_refresh(self) -> None:
+        """Keep this session fresh from a task on the running event loop."""
+        self._refresher = asyncio.get_running_loop().create_task(self._auto_refresh())
+
+    async def _auto_refresh(self) -> None:
+        delay = 0.1
+        while not self._closed:
+            try:
+                latest = await self._store.awatch(
+                    self._project, self._name, after=self._version, timeout=_WATCH_TIMEOUT
+                )
+                if latest is not None and latest > self._version:
+                    await self.refresh()
+                delay = 0.1
+            except ServiceUnavailableError:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            except MossError as exc:
+                if self._closed:
+                    return
+                logger.warning("auto-refresh of index %r failed: %s", self._name, exc)
+                await asyncio.sleep(1.0)
 
     async def close(self) -> None:
         """Release the session's memory; later calls raise."""
@@ -342,6 +426,9 @@ class Session:
         with self._lock:
             self._closed = True
             self._engine = None
+        refresher = self._refresher
+        if isinstance(refresher, asyncio.Task) and not refresher.done():
+            refresher.get_loop().call_soon_threadsafe(refresher.cancel)
 
     async def __aenter__(self) -> Session:
         return self
@@ -400,25 +487,70 @@ class SyncSession:
             vector = s._model.embed_query(text)
         return s._search(text, options, vector, started)
 
-    def push_index(self, expected_version: int | None = None) -> PushResult:
+    def push_index(self, expected_version: int | None = None, *, merge: bool = False) -> PushResult:
         """Blocking twin of :meth:`Session.push_index`."""
         s = self._session
-        chunks, mutations = s._encode()
-        info = s._store.put(s._project, s._name, chunks, expected_version=expected_version)
-        return s._pushed(info.version, info.doc_count, mutations)
+        for attempt in range(_MERGE_ATTEMPTS):
+            expected = s._merge_expected(expected_version, merge)
+            chunks, mutations = s._encode()
+            try:
+                info = s._store.put(s._project, s._name, chunks, expected_version=expected)
+            except ConflictError:
+                if not merge:
+                    raise
+                time.sleep(random.uniform(0, 0.01 * attempt))
+                self._rebase()
+                continue
+            return s._pushed(info.version, info.doc_count, mutations)
+        raise _gave_up(s._name)
+
+    def _rebase(self) -> None:
+        s = self._session
+        loaded = s._hydrator.load(s._name, None, s._model, newer_than=s._version)
+        if loaded is None and s._store.head(s._project, s._name) is None:
+            s._lost_index()
+        s._adopt(loaded, discard_changes=False)
 
     def refresh(self, *, discard_changes: bool = False) -> bool:
         """Blocking twin of :meth:`Session.refresh`."""
         s = self._session
-        s._check_refresh(discard_changes)
-        head = s._store.head(s._project, s._name)
-        if head is None or head.version <= s._version:
-            return False
-        download = s._store.get(s._project, s._name)
-        _, engine, _ = load(download, s._name, None, s._model)
-        s._swap(engine, download.version)
-        return True
+        s._check_open()
+        loaded = s._hydrator.load(s._name, None, s._model, newer_than=s._version)
+        return s._adopt(loaded, discard_changes)
+
+    def _start_auto_refresh(self) -> None:
+        """Keep the session fresh from a daemon thread (no event loop needed)."""
+        thread = threading.Thread(
+            target=self._auto_refresh, name=f"moss-refresh-{self._session.name}", daemon=True
+        )
+        self._session._refresher = thread
+        thread.start()
+
+    def _auto_refresh(self) -> None:
+        s = self._session
+        delay = 0.1
+        while not s._closed:
+            try:
+                latest = s._store.watch(s._project, s._name, after=s._version, timeout=_WATCH_TIMEOUT)
+                if latest is not None and latest > s._version and not s._closed:
+                    self.refresh()
+                delay = 0.1
+            except ServiceUnavailableError:
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            except MossError as exc:
+                if s._closed:
+                    return
+                logger.warning("auto-refresh of index %r failed: %s", s._name, exc)
+                time.sleep(1.0)
 
     def close(self) -> None:
         """Blocking twin of :meth:`Session.close`."""
         self._session._close()
+
+
+def _gave_up(name: str) -> ConflictError:
+    return ConflictError(
+        f"index {name!r} kept changing: {_MERGE_ATTEMPTS} merge attempts all met a newer version; "
+        "push again later"
+    )

@@ -97,6 +97,7 @@ class FileStore:
         self.keep_versions = keep_versions
         self.max_snapshot_bytes = max_snapshot_bytes
         self.location = self.root.as_uri()
+        self.is_local = True
 
     def __repr__(self) -> str:
         return f"FileStore({str(self.root)!r})"
