@@ -20,6 +20,10 @@ from .validation import (
 )
 
 
+# ASCII texts up to this many characters are within every size limit.
+_FAST_TEXT_CHARS = 1 << 18
+
+
 @dataclass
 class PreparedDocs:
     """A validated batch: columns, the vectors the user brought, and which texts still need embedding."""
@@ -51,10 +55,16 @@ def prepare_docs(docs: object, model: EmbeddingModel, dimension: int | None) -> 
             raise InvalidArgumentError(
                 f"documents must be DocumentInfo(id=..., text=...), got {type(doc).__name__} at position {row}"
             )
-        doc_id = validate_doc_id(doc.id)
+        doc_id = doc.id
+        # Inline fast paths for short ASCII ids and texts; the validators handle the rest.
+        if type(doc_id) is not str or not 0 < len(doc_id) <= 128 or not doc_id.isascii():
+            doc_id = validate_doc_id(doc_id)
+        text = doc.text
+        if type(text) is not str or len(text) > _FAST_TEXT_CHARS or not text.isascii():
+            text = validate_text(text, doc_id)
         ids.append(doc_id)
-        texts.append(validate_text(doc.text, doc_id))
-        metadata.append(validate_metadata(doc.metadata, doc_id))
+        texts.append(text)
+        metadata.append(None if doc.metadata is None else validate_metadata(doc.metadata, doc_id))
         if doc.embedding is None:
             missing_rows.append(row)
         else:
@@ -96,7 +106,8 @@ def _stack_vectors(
         for doc_id, vector in zip(ids, vectors):
             validate_vector(vector, expected, f"embedding of document {doc_id!r}")
         raise InvalidArgumentError("embeddings must all have the same number of dimensions")
-    return normalize_rows(matrix)
+    # asarray of a list always builds a new matrix: it is ours to normalise in place.
+    return normalize_rows(matrix, copy=False)
 
 
 def _first_length(vectors: list[Any]) -> int | None:

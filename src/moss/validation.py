@@ -72,6 +72,25 @@ def validate_metadata(value: object, doc_id: str) -> dict[str, Any] | None:
         raise InvalidArgumentError(
             f"metadata of document {doc_id!r} must be a dict (a JSON object), got {type(value).__name__}"
         )
+    # Fast path for the common flat object of ASCII keys and plain scalars; anything else
+    # (nesting, lists, non-ASCII, big numbers) takes the full recursive check.
+    for key, item in value.items():
+        kind = type(item)
+        if type(key) is not str or not key.isascii():
+            break
+        if kind is str:
+            if not item.isascii():
+                break
+        elif kind is int:
+            if not -_INT64 <= item < _INT64:
+                break
+        elif kind is float:
+            if not math.isfinite(item):
+                break
+        elif item is not None and kind is not bool:
+            break
+    else:
+        return value
     _check_json(value, doc_id, "metadata", 0)
     return value
 

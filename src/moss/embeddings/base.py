@@ -86,13 +86,14 @@ def check_texts(texts: object) -> list[str]:
     return list(texts)
 
 
-def normalize_rows(matrix: npt.ArrayLike) -> FloatArray:
-    """Return ``matrix`` as a new float32 matrix whose rows have L2 norm 1.
+def normalize_rows(matrix: npt.ArrayLike, *, copy: bool = True) -> FloatArray:
+    """Return ``matrix`` as a float32 matrix whose rows have L2 norm 1.
 
-    Raises InvalidArgumentError for a matrix that is not 2-d or has a zero or non-finite row.
+    With ``copy=False`` a float32 input is normalised in place. Raises InvalidArgumentError
+    for a matrix that is not 2-d or has a zero or non-finite row.
     """
     try:
-        out = np.array(matrix, dtype=np.float32, copy=True)
+        out = np.array(matrix, dtype=np.float32, copy=copy or None)
     except (TypeError, ValueError) as exc:
         raise InvalidArgumentError(f"vectors must be numbers: {exc}") from exc
     if out.ndim != 2:
@@ -102,20 +103,35 @@ def normalize_rows(matrix: npt.ArrayLike) -> FloatArray:
     return out
 
 
+# Rows whose squared norm is in this range normalise directly in float32; others (tiny, huge,
+# zero or non-finite) take the careful path.
+_SAFE_MIN, _SAFE_MAX = 1e-30, 1e30
+
+
 def _normalize_in_place(rows: FloatArray, offset: int) -> None:
+    squared = np.einsum("ij,ij->i", rows, rows)
+    safe = (squared > _SAFE_MIN) & (squared < _SAFE_MAX)
+    if not safe.all():
+        _normalize_careful(rows, np.flatnonzero(~safe), offset)
+        squared = np.einsum("ij,ij->i", rows, rows)
+    rows /= np.sqrt(squared)[:, None]
+
+
+def _normalize_careful(rows: FloatArray, which: npt.NDArray[np.intp], offset: int) -> None:
     # Dividing by the largest magnitude first keeps the sum of squares inside float32 range,
     # so tiny (1e-30) and huge (1e30) but valid vectors normalise instead of failing.
-    scale = np.max(np.abs(rows), axis=1) if rows.shape[1] else np.zeros(rows.shape[0], np.float32)
+    subset = rows[which]
+    scale = np.max(np.abs(subset), axis=1) if subset.shape[1] else np.zeros(len(which), np.float32)
     bad = ~np.isfinite(scale)
     if bad.any():
         raise InvalidArgumentError(
-            f"vector {offset + int(np.argmax(bad))} contains NaN or infinite values"
+            f"vector {offset + int(which[np.argmax(bad)])} contains NaN or infinite values"
         )
     zero = scale == 0
     if zero.any():
         raise InvalidArgumentError(
-            f"vector {offset + int(np.argmax(zero))} is all zeros and has no direction; "
+            f"vector {offset + int(which[np.argmax(zero)])} is all zeros and has no direction; "
             "cosine similarity needs a non-zero vector"
         )
-    rows /= scale[:, None]
-    rows /= np.linalg.norm(rows, axis=1)[:, None]
+    subset /= scale[:, None]
+    rows[which] = subset
