@@ -32,13 +32,20 @@ def median_time(fn: Callable[[], object], repeat: int) -> float:
     return statistics.median(times)
 
 
-def make_corpus(n: int, dim: int) -> tuple[np.ndarray, list[str], list[str], list[dict[str, object]]]:
+def make_corpus(
+    n: int, dim: int
+) -> tuple[np.ndarray, list[str], list[str], list[dict[str, object]]]:
     rng = np.random.default_rng(0)
     vectors = rng.standard_normal((n, dim)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     ids = [f"doc-{i}" for i in range(n)]
-    texts = [f"document {i} about topic {i % 97} with a few more words to look like a turn" for i in range(n)]
-    metadata: list[dict[str, object]] = [{"topic": i % 97, "channel": "chat", "score": i / n} for i in range(n)]
+    texts = [
+        f"document {i} about topic {i % 97} with a few more words to look like a turn"
+        for i in range(n)
+    ]
+    metadata: list[dict[str, object]] = [
+        {"topic": i % 97, "channel": "chat", "score": i / n} for i in range(n)
+    ]
     return vectors, ids, texts, metadata
 
 
@@ -66,7 +73,7 @@ def main() -> None:
         client = MossClient("bench", store=FileStore(root / "store"))
         docs = [
             DocumentInfo(id=i, text=t, metadata=m, embedding=v)
-            for i, t, m, v in zip(ids, texts, metadata, vectors)
+            for i, t, m, v in zip(ids, texts, metadata, vectors, strict=False)
         ]
 
         def add() -> None:
@@ -97,17 +104,25 @@ def main() -> None:
     if peer_open is not None:
         rows.append(("open by name (file store)", open_s, "langchain FAISS.load_local", peer_open))
     rows.append(("push_index", push_s, f"write {size / 1e6:.0f} MB + fsync", floor_write_s))
-    print(f"moss core benchmark: {args.n} documents x {args.dim} dimensions, median of {args.repeat}")
+    print(
+        f"moss core benchmark: {args.n} documents x {args.dim} dimensions, median of {args.repeat}"
+    )
     print(f"{'operation':30} {'moss s':>9} {'peer':32} {'peer s':>9} {'ratio':>7}")
     for name, ours, peer, theirs in rows:
         print(f"{name:30} {ours:9.3f} {peer:32} {theirs:9.3f} {ours / theirs:6.2f}x")
-    print(f"{'add_docs (precomputed vectors)':30} {add_s:9.3f} {'goal: >= 200,000 docs/s':32} "
-          f"{'':>9} {args.n / add_s:,.0f} docs/s")
+    print(
+        f"{'add_docs (precomputed vectors)':30} {add_s:9.3f} {'goal: >= 200,000 docs/s':32} "
+        f"{'':>9} {args.n / add_s:,.0f} docs/s"
+    )
 
 
 def _langchain_faiss_open(
-    root: Path, vectors: np.ndarray, ids: list[str], texts: list[str],
-    metadata: list[dict[str, object]], repeat: int,
+    root: Path,
+    vectors: np.ndarray,
+    ids: list[str],
+    texts: list[str],
+    metadata: list[dict[str, object]],
+    repeat: int,
 ) -> float | None:
     """langchain-community's FAISS.load_local, if that peer is installed."""
     try:
@@ -117,7 +132,7 @@ def _langchain_faiss_open(
         return None
     embeddings = FakeEmbeddings(size=vectors.shape[1])
     store = FAISS.from_embeddings(
-        list(zip(texts, vectors.tolist())), embeddings, metadatas=metadata, ids=ids
+        list(zip(texts, vectors.tolist(), strict=False)), embeddings, metadatas=metadata, ids=ids
     )
     store.save_local(str(root / "lc-faiss"))
     return median_time(

@@ -11,10 +11,10 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from moss.stores import FileStore, Store  # noqa: E402
+from moss.stores import FileStore, Store
 
 #: Every store the contract suite runs over; later stores add themselves here.
-STORE_KINDS = ["file"]
+STORE_KINDS = ["file", "http"]
 
 
 @pytest.fixture(autouse=True)
@@ -31,6 +31,10 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     kind = request.param
     if kind == "file":
         made: Store = FileStore(tmp_path / "store", keep_versions=5)
+    elif kind == "http":  # a real `moss serve` subprocess over a file store (tests/service.py)
+        from service import contract_http_store
+
+        made = contract_http_store(request.config)
     else:  # pragma: no cover - a kind listed without a factory is a bug in this file
         raise AssertionError(f"no factory for store kind {kind}")
     yield made

@@ -7,7 +7,9 @@ import numpy as np
 from moss.snapshot import encode_snapshot
 
 
-def snapshot_bytes(name: str, count: int = 3, dimension: int = 8, seed: int = 0, model_id: str = "custom") -> bytes:
+def snapshot_bytes(
+    name: str, count: int = 3, dimension: int = 8, seed: int = 0, model_id: str = "custom"
+) -> bytes:
     """Encode a snapshot of ``count`` random normalised vectors with simple documents."""
     rng = np.random.default_rng(seed)
     vectors = rng.standard_normal((count, dimension)).astype(np.float32)

@@ -21,7 +21,9 @@ def test_ls_and_inspect(tmp_path: Path) -> None:
     store = (tmp_path / "store").as_uri()
     client = MossClient("team", store=store)
     session = client.sync.session("conv-9", model_id="custom")
-    session.sync.add_docs([DocumentInfo(id=f"d{i}", text="t", embedding=np.ones(4) + i) for i in range(3)])
+    session.sync.add_docs(
+        [DocumentInfo(id=f"d{i}", text="t", embedding=np.ones(4) + i) for i in range(3)]
+    )
     session.sync.push_index()
     session.sync.delete_docs(["d0"])
     session.sync.push_index()

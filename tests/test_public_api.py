@@ -10,7 +10,8 @@ import moss
 def test_all_is_sorted_and_complete() -> None:
     assert moss.__all__ == sorted(moss.__all__)
     public = {
-        name for name, value in vars(moss).items()
+        name
+        for name, value in vars(moss).items()
         if not name.startswith("_") and (inspect.isclass(value) or inspect.isfunction(value))
     }
     assert public == set(moss.__all__)

@@ -44,7 +44,9 @@ def test_moss_demo_command(tmp_path: Path) -> None:
     moss = Path(sys.executable).with_name("moss")
     completed = subprocess.run(
         [str(moss), "demo", "--store", (tmp_path / "s").as_uri()],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert completed.returncode == 0, completed.stderr
     assert "2 documents loaded" in completed.stdout

@@ -34,7 +34,9 @@ def client(tmp_path: Path) -> MossClient:
     return MossClient("proj", store=FileStore(tmp_path / "store"))
 
 
-async def test_push_then_open_elsewhere_without_reembedding(client: MossClient, tmp_path: Path) -> None:
+async def test_push_then_open_elsewhere_without_reembedding(
+    client: MossClient, tmp_path: Path
+) -> None:
     session = await client.session("conv-1", model_id="custom")
     assert (session.version, session.doc_count, session.dimension) == (0, 0, None)
     added = await session.add_docs([doc(1), doc(2), doc(3)])
@@ -47,7 +49,10 @@ async def test_push_then_open_elsewhere_without_reembedding(client: MossClient, 
     other = MossClient("proj", store=f"file://{tmp_path / 'store'}")
     reopened = await other.session("conv-1")
     assert (reopened.model_id, reopened.version, reopened.doc_count, reopened.dimension) == (
-        "custom", 1, 3, DIM,
+        "custom",
+        1,
+        3,
+        DIM,
     )
     original = await session.get_docs(["d2"], include_embeddings=True)
     loaded = await reopened.get_docs(["d2"], include_embeddings=True)
@@ -61,14 +66,16 @@ async def test_push_then_open_elsewhere_without_reembedding(client: MossClient, 
 async def test_upsert_delete_and_scores(client: MossClient) -> None:
     session = await client.session("u", model_id="custom")
     await session.add_docs([doc(1), doc(2)])
-    again = await session.add_docs([DocumentInfo(id="d1", text="new text", embedding=vec(5)), doc(3)])
+    again = await session.add_docs(
+        [DocumentInfo(id="d1", text="new text", embedding=vec(5)), doc(3)]
+    )
     assert (again.added, again.updated) == (1, 1)
     assert session.doc_count == 3
     assert [d.text for d in await session.get_docs(["d1"])] == ["new text"]
     assert await session.delete_docs(["d2", "unknown"]) == 1
     assert sorted(d.id for d in await session.get_docs()) == ["d1", "d3"]
     result = await session.query("q", QueryOptions(top_k=5, embedding=vec(5)))
-    assert [d.id for d in result.docs][0] == "d1"
+    assert next(d.id for d in result.docs) == "d1"
     assert all(-1.0 <= d.score <= 1.0 for d in result.docs)
     high = await session.query("q", QueryOptions(top_k=5, embedding=vec(5), min_score=0.99))
     assert [d.id for d in high.docs] == ["d1"]
@@ -83,16 +90,28 @@ async def test_filters_apply_before_ranking(client: MossClient) -> None:
     assert len(result.docs) == 3
     assert all(d.metadata["kind"] == "a" and d.metadata["n"] >= 5 for d in result.docs)  # type: ignore[index]
     moss_form = await session.query(
-        "q", QueryOptions(top_k=3, embedding=vec(4), filter={"field": "kind", "condition": {"$eq": "a"}})
+        "q",
+        QueryOptions(
+            top_k=3, embedding=vec(4), filter={"field": "kind", "condition": {"$eq": "a"}}
+        ),
     )
     assert all(d.metadata["kind"] == "a" for d in moss_form.docs)  # type: ignore[index]
 
 
 async def test_metadata_of_every_json_type_round_trips(client: MossClient) -> None:
     metadata = {
-        "s": "text ✓", "i": 7, "big": 2**62, "neg": -3, "f": 1.5, "whole_float": 2.0,
-        "t": True, "no": False, "null": None, "list": [1, "two", 3.0, None, True],
-        "nested": {"a": {"b": [1, 2]}, "empty": {}}, "empty_list": [],
+        "s": "text ✓",
+        "i": 7,
+        "big": 2**62,
+        "neg": -3,
+        "f": 1.5,
+        "whole_float": 2.0,
+        "t": True,
+        "no": False,
+        "null": None,
+        "list": [1, "two", 3.0, None, True],
+        "nested": {"a": {"b": [1, 2]}, "empty": {}},
+        "empty_list": [],
     }
     session = await client.session("meta", model_id="custom")
     await session.add_docs([DocumentInfo(id="m", text="x", metadata=metadata, embedding=vec(1))])
@@ -161,7 +180,10 @@ async def test_bad_index_names_are_refused(client: MossClient, bad: object) -> N
 async def test_bad_query_options_are_refused(client: MossClient) -> None:
     session = await client.session("q", model_id="custom")
     await session.add_docs([doc(1)])
-    for options in (QueryOptions(top_k=0, embedding=vec(1)), QueryOptions(top_k=2.5, embedding=vec(1))):  # type: ignore[arg-type]
+    for options in (
+        QueryOptions(top_k=0, embedding=vec(1)),
+        QueryOptions(top_k=2.5, embedding=vec(1)),
+    ):  # type: ignore[arg-type]
         with pytest.raises(InvalidArgumentError, match="top_k"):
             await session.query("q", options)
     with pytest.raises(InvalidArgumentError, match="keyword search"):

@@ -6,7 +6,6 @@ import io
 import threading
 
 import pytest
-from snapshots import snapshot_bytes
 
 from moss.errors import (
     ConflictError,
@@ -15,11 +14,14 @@ from moss.errors import (
     SnapshotError,
 )
 from moss.stores import Store
+from snapshots import snapshot_bytes
 
 P = "proj"
 
 
-def read(store: Store, name: str, version: int | None = None, project: str = P) -> tuple[int, bytes]:
+def read(
+    store: Store, name: str, version: int | None = None, project: str = P
+) -> tuple[int, bytes]:
     download = store.get(project, name, version)
     return download.version, b"".join(download)
 

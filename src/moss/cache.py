@@ -49,7 +49,7 @@ class SnapshotCache:
     def open(self, location: str, project: str, name: str, version: int) -> BinaryIO | None:
         """Open a cached version for reading, or None if it is not cached."""
         try:
-            return open(self._dir(location, project, name) / f"{version}.snap", "rb")  # noqa: SIM115
+            return open(self._dir(location, project, name) / f"{version}.snap", "rb")
         except FileNotFoundError:
             return None
 

@@ -11,10 +11,13 @@ from pathlib import Path
 
 import click
 
+from .cli_service import keys, projects, serve
 from .client import MossClient
 from .errors import MossError
 
-_STORE_HELP = "Store URL (file:///path, http://host:port, postgresql://...); default: MOSS_STORE or ~/.moss"
+_STORE_HELP = (
+    "Store URL (file:///path, http://host:port, postgresql://...); default: MOSS_STORE or ~/.moss"
+)
 
 
 def _client(store: str | None, project: str | None) -> MossClient:
@@ -65,7 +68,9 @@ def inspect(name: str, store: str | None, project: str | None) -> None:
     click.echo("versions:")
     for info in versions:
         created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info.created_at))
-        click.echo(f"  {info.version:>6}  {info.doc_count:>9} docs  {info.size_bytes:>12} bytes  {created}")
+        click.echo(
+            f"  {info.version:>6}  {info.doc_count:>9} docs  {info.size_bytes:>12} bytes  {created}"
+        )
 
 
 @main.command()
@@ -78,7 +83,10 @@ def demo(store: str | None) -> None:
         click.echo(f"store: {env['MOSS_STORE']}")
         for title, module in (
             ("agent A (process 1) adds two turns and pushes", "moss.demo.agent_a"),
-            ("agent B (process 2) opens conv-123, queries, adds a turn, pushes", "moss.demo.agent_b"),
+            (
+                "agent B (process 2) opens conv-123, queries, adds a turn, pushes",
+                "moss.demo.agent_b",
+            ),
             ("a reader (process 3) opens conv-123", "moss.demo.reader"),
         ):
             click.echo(f"\n== {title}")
@@ -96,3 +104,8 @@ def run() -> None:
     except MossError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
+
+
+main.add_command(serve)
+main.add_command(projects)
+main.add_command(keys)

@@ -84,12 +84,19 @@ class MossClient:
     ) -> Session:
         if loaded is None:
             return Session(
-                name=name, hydrator=self._hydrator, model=model_for_new_index(model_id, model),
-                engine=None, version=0,
+                name=name,
+                hydrator=self._hydrator,
+                model=model_for_new_index(model_id, model),
+                engine=None,
+                version=0,
             )
         return Session(
-            name=name, hydrator=self._hydrator, model=loaded.model, engine=loaded.engine,
-            version=loaded.version, stale=loaded.stale,
+            name=name,
+            hydrator=self._hydrator,
+            model=loaded.model,
+            engine=loaded.engine,
+            version=loaded.version,
+            stale=loaded.stale,
         )
 
     async def list_indexes(self) -> list[IndexInfo]:
@@ -109,7 +116,10 @@ class MossClient:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self.close()
 
@@ -117,7 +127,10 @@ class MossClient:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.sync.close()
 

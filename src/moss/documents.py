@@ -19,7 +19,6 @@ from .validation import (
     validate_vector,
 )
 
-
 # ASCII texts up to this many characters are within every size limit.
 _FAST_TEXT_CHARS = 1 << 18
 
@@ -103,7 +102,7 @@ def _stack_vectors(
     ):
         # Find the culprit to name it; this path only runs for bad input.
         expected = dimension if dimension is not None else _first_length(vectors)
-        for doc_id, vector in zip(ids, vectors):
+        for doc_id, vector in zip(ids, vectors, strict=False):
             validate_vector(vector, expected, f"embedding of document {doc_id!r}")
         raise InvalidArgumentError("embeddings must all have the same number of dimensions")
     # asarray of a list always builds a new matrix: it is ours to normalise in place.

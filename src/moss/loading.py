@@ -15,7 +15,12 @@ from typing import BinaryIO
 from .cache import SnapshotCache
 from .embeddings import DEFAULT_MODEL_ID, CustomModel, EmbeddingModel, resolve_model
 from .engine import Engine
-from .errors import IndexNotFoundError, InvalidArgumentError, ModelMismatchError, ServiceUnavailableError
+from .errors import (
+    IndexNotFoundError,
+    InvalidArgumentError,
+    ModelMismatchError,
+    ServiceUnavailableError,
+)
 from .snapshot import SnapshotData, SnapshotHeader, SnapshotReader
 from .stores.base import Store
 from .stores.chunks import CHUNK_SIZE
@@ -129,7 +134,11 @@ class Hydrator:
         self.cache = None if getattr(store, "is_local", False) else cache
 
     def _cached(self, name: str, version: int) -> BinaryIO | None:
-        return self.cache.open(self.store.location, self.project, name, version) if self.cache else None
+        return (
+            self.cache.open(self.store.location, self.project, name, version)
+            if self.cache
+            else None
+        )
 
     def _latest_cached(self, name: str, version: int | None) -> int | None:
         if self.cache is None or version is not None:
@@ -137,8 +146,13 @@ class Hydrator:
         return self.cache.latest(self.store.location, self.project, name)
 
     def _from_file(
-        self, handle: BinaryIO, name: str, version: int, model_id: str | None,
-        model: EmbeddingModel | None, stale: bool = False,
+        self,
+        handle: BinaryIO,
+        name: str,
+        version: int,
+        model_id: str | None,
+        model: EmbeddingModel | None,
+        stale: bool = False,
     ) -> Loaded:
         decoder = Decoder(name, model_id, model)
         for chunk in _file_chunks(handle):
@@ -146,15 +160,22 @@ class Hydrator:
         return decoder.finish(version, stale)
 
     def load(
-        self, name: str, model_id: str | None, model: EmbeddingModel | None,
-        version: int | None = None, *, newer_than: int | None = None,
+        self,
+        name: str,
+        model_id: str | None,
+        model: EmbeddingModel | None,
+        version: int | None = None,
+        *,
+        newer_than: int | None = None,
     ) -> Loaded | None:
         """The latest (or given) version; None if the index is absent or not newer than ``newer_than``."""
         if version is not None and (handle := self._cached(name, version)):
             return self._from_file(handle, name, version, model_id, model)
         cached = self._latest_cached(name, version)
         try:
-            download = self.store.get(self.project, name, version, if_none_match=newer_than or cached)
+            download = self.store.get(
+                self.project, name, version, if_none_match=newer_than or cached
+            )
         except IndexNotFoundError:
             if version is not None:
                 raise
@@ -181,8 +202,13 @@ class Hydrator:
             return decoder.finish(download.version)
 
     async def aload(
-        self, name: str, model_id: str | None, model: EmbeddingModel | None,
-        version: int | None = None, *, newer_than: int | None = None,
+        self,
+        name: str,
+        model_id: str | None,
+        model: EmbeddingModel | None,
+        version: int | None = None,
+        *,
+        newer_than: int | None = None,
     ) -> Loaded | None:
         """Async twin of :meth:`load`."""
         if version is not None and (handle := self._cached(name, version)):

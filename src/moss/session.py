@@ -129,7 +129,9 @@ class Session:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise MossError(f"session {self._name!r} is closed: open it again with client.session()")
+            raise MossError(
+                f"session {self._name!r} is closed: open it again with client.session()"
+            )
 
     def _prepare_add(self, docs: Iterable[DocumentInfo]) -> PreparedDocs:
         self._check_open()
@@ -189,14 +191,16 @@ class Session:
             vectors = list(engine.vectors_for([doc.id for doc in stored]))
         return [
             DocumentInfo(id=doc.id, text=doc.text, metadata=doc.metadata, embedding=vector)
-            for doc, vector in zip(stored, vectors)
+            for doc, vector in zip(stored, vectors, strict=False)
         ]
 
     def _check_query(self, text: str, options: QueryOptions | None) -> QueryOptions:
         self._check_open()
         options = options if options is not None else QueryOptions()
         if not isinstance(options, QueryOptions):
-            raise InvalidArgumentError(f"options must be QueryOptions, got {type(options).__name__}")
+            raise InvalidArgumentError(
+                f"options must be QueryOptions, got {type(options).__name__}"
+            )
         if not isinstance(text, str):
             raise InvalidArgumentError(f"query text must be a str, got {type(text).__name__}")
         validate_top_k(options.top_k)
@@ -214,15 +218,22 @@ class Session:
         if options.embedding is None:
             return None
         vector = validate_vector(options.embedding, self.dimension, "query embedding")
-        return normalize_rows(vector[np.newaxis, :])[0]
+        normalized: npt.NDArray[np.float32] = normalize_rows(vector[np.newaxis, :], copy=False)[0]
+        return normalized
 
     def _search(
-        self, text: str, options: QueryOptions, vector: npt.NDArray[np.float32] | None, started: float
+        self,
+        text: str,
+        options: QueryOptions,
+        vector: npt.NDArray[np.float32] | None,
+        started: float,
     ) -> SearchResult:
         engine = self._engine
         hits = []
         if engine is not None and vector is not None:
-            hits = engine.search(vector, options.top_k, filter=options.filter, min_score=options.min_score)
+            hits = engine.search(
+                vector, options.top_k, filter=options.filter, min_score=options.min_score
+            )
         docs = [
             ResultDocument(id=doc.id, text=doc.text, metadata=doc.metadata, score=score)
             for doc, score in hits
@@ -300,7 +311,9 @@ class Session:
                 if upserts:
                     docs = local.get(upserts)
                     engine.upsert(
-                        [d.id for d in docs], [d.text for d in docs], [d.metadata for d in docs],
+                        [d.id for d in docs],
+                        [d.text for d in docs],
+                        [d.metadata for d in docs],
                         local.vectors_for(upserts),
                     )
                 if deletes:
@@ -434,7 +447,10 @@ class Session:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self._close()
 
@@ -442,7 +458,10 @@ class Session:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self._close()
 
@@ -531,7 +550,9 @@ class SyncSession:
         delay = 0.1
         while not s._closed:
             try:
-                latest = s._store.watch(s._project, s._name, after=s._version, timeout=_WATCH_TIMEOUT)
+                latest = s._store.watch(
+                    s._project, s._name, after=s._version, timeout=_WATCH_TIMEOUT
+                )
                 if latest is not None and latest > s._version and not s._closed:
                     self.refresh()
                 delay = 0.1

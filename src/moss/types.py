@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -11,7 +11,7 @@ import numpy.typing as npt
 #: A JSON object: metadata values are strings, numbers, booleans, null, lists and nested objects.
 Metadata = dict[str, Any]
 #: A vector as the user gives it: a list of floats or a 1-d numpy array.
-Vector = Union[list[float], tuple[float, ...], npt.NDArray[np.floating[Any]]]
+Vector = list[float] | tuple[float, ...] | npt.NDArray[np.floating[Any]]
 
 
 @dataclass

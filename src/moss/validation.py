@@ -38,7 +38,10 @@ def validate_doc_id(value: object) -> str:
     """Return ``value`` if it is a valid document id (a non-empty string of at most 512 bytes)."""
     if not isinstance(value, str) or not value:
         raise InvalidArgumentError(f"invalid document id {value!r}: ids are non-empty strings")
-    if len(value) > MAX_ID_BYTES // 4 and len(value.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES:
+    if (
+        len(value) > MAX_ID_BYTES // 4
+        and len(value.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES
+    ):
         raise InvalidArgumentError(
             f"document id {value[:40]!r}... is longer than {MAX_ID_BYTES} bytes in UTF-8"
         )
@@ -49,9 +52,16 @@ def validate_doc_id(value: object) -> str:
 def validate_text(value: object, doc_id: str) -> str:
     """Return ``value`` if it is a usable document text."""
     if not isinstance(value, str):
-        raise InvalidArgumentError(f"text of document {doc_id!r} must be a str, got {type(value).__name__}")
-    if len(value) > MAX_TEXT_BYTES // 4 and len(value.encode("utf-8", "surrogatepass")) > MAX_TEXT_BYTES:
-        raise InvalidArgumentError(f"text of document {doc_id!r} is longer than {MAX_TEXT_BYTES} bytes")
+        raise InvalidArgumentError(
+            f"text of document {doc_id!r} must be a str, got {type(value).__name__}"
+        )
+    if (
+        len(value) > MAX_TEXT_BYTES // 4
+        and len(value.encode("utf-8", "surrogatepass")) > MAX_TEXT_BYTES
+    ):
+        raise InvalidArgumentError(
+            f"text of document {doc_id!r} is longer than {MAX_TEXT_BYTES} bytes"
+        )
     _check_encodable(value, f"text of document {doc_id!r}")
     return value
 
@@ -142,7 +152,9 @@ def validate_vector(value: object, dimension: int | None, what: str) -> npt.NDAr
     except (TypeError, ValueError) as exc:
         raise InvalidArgumentError(f"{what} is not a vector of numbers: {exc}") from exc
     if array.ndim != 1 or array.shape[0] == 0:
-        raise InvalidArgumentError(f"{what} must be a non-empty 1-d vector, got shape {array.shape}")
+        raise InvalidArgumentError(
+            f"{what} must be a non-empty 1-d vector, got shape {array.shape}"
+        )
     if dimension is not None and array.shape[0] != dimension:
         raise InvalidArgumentError(
             f"{what} has {array.shape[0]} dimensions; this session's model uses {dimension}"
@@ -163,7 +175,7 @@ def validate_batch(docs: object) -> list[Any]:
     """Return ``docs`` as a list if it is a usable batch of documents."""
     if isinstance(docs, (str, bytes)) or not hasattr(docs, "__iter__"):
         raise InvalidArgumentError("pass documents as a list of DocumentInfo")
-    batch = list(docs)  # type: ignore[call-overload]
+    batch = list(docs)  # type: ignore[call-overload,unused-ignore]
     if len(batch) > MAX_BATCH:
         raise InvalidArgumentError(
             f"a batch holds at most {MAX_BATCH} documents, got {len(batch)}: split it into smaller batches"

@@ -18,7 +18,12 @@ def version_docs(count: int, dim: int) -> list[DocumentInfo]:
     """The documents of the state with ``count`` documents (deterministic)."""
     vectors = np.random.default_rng(count).standard_normal((count, dim)).astype(np.float32)
     return [
-        DocumentInfo(id=f"doc-{i}", text=f"text {i} of {count}", metadata={"count": count}, embedding=vectors[i])
+        DocumentInfo(
+            id=f"doc-{i}",
+            text=f"text {i} of {count}",
+            metadata={"count": count},
+            embedding=vectors[i],
+        )
         for i in range(count)
     ]
 

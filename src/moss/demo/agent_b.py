@@ -19,9 +19,13 @@ async def main() -> None:
     for doc in results.docs:
         print(f"{doc.id} score={doc.score:.3f} {doc.text}")
 
-    await session.add_docs([
-        DocumentInfo(id="turn-3", text="Customer confirmed the refund posted to their statement."),
-    ])
+    await session.add_docs(
+        [
+            DocumentInfo(
+                id="turn-3", text="Customer confirmed the refund posted to their statement."
+            ),
+        ]
+    )
     result = await session.push_index()
     print(f"agent B pushed {result.doc_count} documents as version {result.version}")
 

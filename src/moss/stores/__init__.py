@@ -47,12 +47,16 @@ def open_store(
     if not isinstance(spec, str):
         if isinstance(spec, Store):
             return spec
-        raise InvalidArgumentError(f"store must be a Store or a URL string, got {type(spec).__name__}")
+        raise InvalidArgumentError(
+            f"store must be a Store or a URL string, got {type(spec).__name__}"
+        )
     parsed = urlparse(spec)
     scheme = parsed.scheme.lower()
     if scheme == "file":
         if parsed.netloc not in ("", "localhost"):
-            raise InvalidArgumentError(f"file store URL {spec!r} names a host: use file:///absolute/path")
+            raise InvalidArgumentError(
+                f"file store URL {spec!r} names a host: use file:///absolute/path"
+            )
         return FileStore(unquote(parsed.path))
     if scheme == "":
         return FileStore(spec)

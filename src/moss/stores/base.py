@@ -9,14 +9,15 @@ async (``aput``), the sync path doing its I/O natively, never through an event l
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol, Union, runtime_checkable
+from typing import BinaryIO, Protocol, runtime_checkable
 
 from ..types import IndexInfo
 
 #: A snapshot on its way into a store: an iterable of byte chunks, or a readable binary file.
-Chunks = Union[Iterable[bytes], BinaryIO]
+Chunks = Iterable[bytes | memoryview] | BinaryIO
 
 #: How many versions of each index a store keeps unless told otherwise.
 DEFAULT_KEEP_VERSIONS = 5
@@ -103,11 +104,11 @@ class Store(Protocol):
         """Describe the latest version, or return None if the index does not exist."""
         ...
 
-    def list(self, project: str) -> list[IndexInfo]:
+    def list(self, project: str) -> builtins.list[IndexInfo]:
         """Describe the latest version of every index of the project, sorted by name."""
         ...
 
-    def versions(self, project: str, name: str) -> list[IndexInfo]:
+    def versions(self, project: str, name: str) -> builtins.list[IndexInfo]:
         """Describe every kept version of the index, oldest first (empty if it does not exist)."""
         ...
 
@@ -123,7 +124,7 @@ class Store(Protocol):
         self,
         project: str,
         name: str,
-        chunks: Chunks | AsyncIterable[bytes],
+        chunks: Chunks | AsyncIterable[bytes | memoryview],
         *,
         expected_version: int | None = None,
     ) -> IndexInfo:
@@ -149,11 +150,11 @@ class Store(Protocol):
         """Async twin of :meth:`head`."""
         ...
 
-    async def alist(self, project: str) -> list[IndexInfo]:
+    async def alist(self, project: str) -> builtins.list[IndexInfo]:
         """Async twin of :meth:`list`."""
         ...
 
-    async def aversions(self, project: str, name: str) -> list[IndexInfo]:
+    async def aversions(self, project: str, name: str) -> builtins.list[IndexInfo]:
         """Async twin of :meth:`versions`."""
         ...
 

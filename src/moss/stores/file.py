@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import builtins
 import contextlib
 import fcntl
 import os
@@ -145,7 +146,9 @@ class FileStore:
         check_expected_version(expected_version)
         directory = self._index_dir(project, name)
         directory.mkdir(parents=True, exist_ok=True)
-        reader = SnapshotReader(keep_data=False, expected_name=name, max_size=self.max_snapshot_bytes)
+        reader = SnapshotReader(
+            keep_data=False, expected_name=name, max_size=self.max_snapshot_bytes
+        )
         with temporary_file(directory) as (temp_path, handle):
             for chunk in iter_chunks(chunks):
                 reader.feed(chunk)
@@ -159,7 +162,9 @@ class FileStore:
         check_expected_version(expected_version)
         directory = self._index_dir(project, name)
         await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
-        reader = SnapshotReader(keep_data=False, expected_name=name, max_size=self.max_snapshot_bytes)
+        reader = SnapshotReader(
+            keep_data=False, expected_name=name, max_size=self.max_snapshot_bytes
+        )
         with temporary_file(directory) as (temp_path, handle):
             async for chunk in aiter_chunks(chunks):
                 reader.feed(chunk)
@@ -244,7 +249,7 @@ class FileStore:
             if isinstance(version, bool) or not isinstance(version, int) or version < 1:
                 raise InvalidArgumentError(f"version must be an integer >= 1, got {version!r}")
             try:
-                return version, open(directory / _version_file(version), "rb")  # noqa: SIM115
+                return version, open(directory / _version_file(version), "rb")
             except FileNotFoundError:
                 kept = self._kept_versions(directory)
                 raise IndexNotFoundError(
@@ -256,7 +261,7 @@ class FileStore:
             if not kept:
                 break
             with contextlib.suppress(FileNotFoundError):
-                return kept[-1], open(directory / _version_file(kept[-1]), "rb")  # noqa: SIM115
+                return kept[-1], open(directory / _version_file(kept[-1]), "rb")
         raise IndexNotFoundError(
             f"index {name!r} does not exist in project {project!r}: push it first, or check the name"
         )
@@ -332,7 +337,7 @@ class FileStore:
         """Async twin of :meth:`head`."""
         return await asyncio.to_thread(self.head, project, name)
 
-    def versions(self, project: str, name: str) -> list[IndexInfo]:
+    def versions(self, project: str, name: str) -> builtins.list[IndexInfo]:
         """Describe every kept version, oldest first."""
         directory = self._index_dir(project, name)
         infos = []
@@ -344,11 +349,11 @@ class FileStore:
                 continue  # pruned meanwhile
         return infos
 
-    async def aversions(self, project: str, name: str) -> list[IndexInfo]:
+    async def aversions(self, project: str, name: str) -> builtins.list[IndexInfo]:
         """Async twin of :meth:`versions`."""
         return await asyncio.to_thread(self.versions, project, name)
 
-    def list(self, project: str) -> list[IndexInfo]:
+    def list(self, project: str) -> builtins.list[IndexInfo]:
         """Describe the latest version of every index of the project, sorted by name."""
         project_dir = self._project_dir(project)
         try:
@@ -365,7 +370,7 @@ class FileStore:
                 infos.append(info)
         return sorted(infos, key=lambda info: info.name)
 
-    async def alist(self, project: str) -> list[IndexInfo]:
+    async def alist(self, project: str) -> builtins.list[IndexInfo]:
         """Async twin of :meth:`list`."""
         return await asyncio.to_thread(self.list, project)
 
@@ -386,7 +391,9 @@ def _info_from_file(name: str, version: int, handle: BinaryIO) -> IndexInfo:
     try:
         header = read_header(handle)
     except SnapshotError as exc:
-        raise SnapshotError(f"stored version {version} of index {name!r} is unreadable: {exc}") from exc
+        raise SnapshotError(
+            f"stored version {version} of index {name!r} is unreadable: {exc}"
+        ) from exc
     return _info(name, version, header, os.fstat(handle.fileno()).st_size)
 
 
