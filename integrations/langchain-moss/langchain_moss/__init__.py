@@ -1,0 +1,25 @@
+"""LangChain integration for moss: a shared Moss session as VectorStore and Retriever.
+
+Example::
+
+    from langchain_moss import MossEmbeddings, MossPushHandler, MossVectorStore
+
+    store = MossVectorStore(index_name="support-kb", embedding=MossEmbeddings())
+    store.add_texts(["Refunds take 5 days."], metadatas=[{"topic": "refund"}])
+    retriever = store.as_retriever(search_kwargs={"k": 3})
+    chain.invoke(inputs, config={"callbacks": [MossPushHandler(store)]})  # pushes at the end
+"""
+
+from .callbacks import AsyncMossPushHandler, MossPushHandler
+from .embeddings import MossEmbeddings, model_id_for
+from .retrievers import MossRetriever
+from .vectorstores import MossVectorStore
+
+__all__ = [
+    "AsyncMossPushHandler",
+    "MossEmbeddings",
+    "MossPushHandler",
+    "MossRetriever",
+    "MossVectorStore",
+    "model_id_for",
+]

@@ -1,0 +1,155 @@
+"""Which callback events are checkpoints, and one push at a time per session (no I/O here)."""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from moss import InvalidArgumentError, Session
+
+#: The custom event (``dispatch_custom_event``) that is a checkpoint by default.
+CHECKPOINT_EVENT = "moss_checkpoint"
+#: LangGraph's tag for its internal runs; they do not count as chain ends.
+_HIDDEN_TAG = "langgraph:hidden"
+
+
+@dataclass(frozen=True)
+class _Run:
+    node: str | None
+    tags: frozenset[str]
+    checkpoint: bool
+
+
+class CheckpointRules:
+    """Decide from callback events which run ends are checkpoints. Safe to call from many threads.
+
+    A run ends at a checkpoint when it is the root run (``on_root_end``); when it is the
+    outermost run carrying one of ``tags`` (tags are inherited by child runs, whose ends do not
+    count); when it is the run of one of the LangGraph ``nodes`` (the outermost run whose
+    ``langgraph_node`` metadata names it, read at its start, since end events carry no
+    metadata); or when it is the N-th, 2N-th... chain end (``every_n_chain_ends``).
+    """
+
+    def __init__(
+        self,
+        *,
+        on_root_end: bool,
+        tags: Iterable[str],
+        nodes: Iterable[str],
+        every_n_chain_ends: int | None,
+        checkpoint_event: str | None,
+    ) -> None:
+        if isinstance(tags, str) or isinstance(nodes, str):
+            raise InvalidArgumentError("tags and nodes take a list of names, not a single str")
+        if every_n_chain_ends is not None and (
+            isinstance(every_n_chain_ends, bool)
+            or not isinstance(every_n_chain_ends, int)
+            or every_n_chain_ends < 1
+        ):
+            raise InvalidArgumentError(
+                f"every_n_chain_ends must be a positive integer or None, got {every_n_chain_ends!r}"
+            )
+        self.on_root_end = on_root_end
+        self.tags = frozenset(tags)
+        self.nodes = frozenset(nodes)
+        self.every_n_chain_ends = every_n_chain_ends
+        self.checkpoint_event = checkpoint_event
+        self._lock = threading.Lock()
+        # Runs in flight, only kept when tags or nodes need a run's ancestry.
+        self._runs: dict[UUID, _Run] = {}
+        self._chain_ends = 0
+
+    def started(
+        self,
+        run_id: UUID,
+        parent_run_id: UUID | None,
+        tags: Iterable[str] | None,
+        metadata: Mapping[str, Any] | None,
+    ) -> None:
+        """Record a run's start: its LangGraph node and tags, and whether it introduces them."""
+        if not (self.tags or self.nodes):
+            return
+        node = metadata.get("langgraph_node") if metadata else None
+        node = node if isinstance(node, str) else None
+        own = frozenset(tags or ())
+        with self._lock:
+            parent = self._runs.get(parent_run_id) if parent_run_id is not None else None
+            parent_node = parent.node if parent else None
+            parent_tags = parent.tags if parent else frozenset()
+            checkpoint = (node in self.nodes and node != parent_node) or bool(
+                (own - parent_tags) & self.tags
+            )
+            self._runs[run_id] = _Run(node=node, tags=own, checkpoint=checkpoint)
+
+    def ended(
+        self, run_id: UUID, parent_run_id: UUID | None, tags: Iterable[str] | None, *, chain: bool
+    ) -> bool:
+        """Forget a finished run; return whether its end is a checkpoint."""
+        with self._lock:
+            run = self._runs.pop(run_id, None)
+            hit = run is not None and run.checkpoint
+            if parent_run_id is None and self.on_root_end:
+                hit = True
+            if chain and self.every_n_chain_ends and _HIDDEN_TAG not in (tags or ()):
+                self._chain_ends += 1
+                hit = hit or self._chain_ends % self.every_n_chain_ends == 0
+        return hit
+
+    def failed(self, run_id: UUID) -> None:
+        """Forget a run that raised: a failed run is not a checkpoint."""
+        with self._lock:
+            self._runs.pop(run_id, None)
+
+    def is_checkpoint_event(self, name: str) -> bool:
+        """Whether a custom event of this name is a checkpoint."""
+        return self.checkpoint_event is not None and name == self.checkpoint_event
+
+
+class PushGate:
+    """One push at a time per session; a checkpoint during a push asks for one more after it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pushing = False
+        self._again = False
+
+    def claim(self) -> bool:
+        """Return True if the caller should push now; else a push is running and will repeat."""
+        with self._lock:
+            if self._pushing:
+                self._again = True
+                return False
+            self._pushing = True
+            return True
+
+    def repeat(self) -> bool:
+        """After a push: True if a checkpoint came during it (push again), else release."""
+        with self._lock:
+            if self._again:
+                self._again = False
+                return True
+            self._pushing = False
+            return False
+
+    def release(self) -> None:
+        """Give up the push (after a failure)."""
+        with self._lock:
+            self._pushing = False
+            self._again = False
+
+
+_GATES: weakref.WeakKeyDictionary[Session, PushGate] = weakref.WeakKeyDictionary()
+_GATES_LOCK = threading.Lock()
+
+
+def gate_for(session: Session) -> PushGate:
+    """The gate of a session, shared by every handler in the process, so pushes never overlap."""
+    with _GATES_LOCK:
+        gate = _GATES.get(session)
+        if gate is None:
+            gate = _GATES[session] = PushGate()
+        return gate

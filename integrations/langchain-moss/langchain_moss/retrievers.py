@@ -1,0 +1,122 @@
+"""MossRetriever: a LangChain retriever over a Moss index, built from a vector store or a name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForRetrieverRun,
+    CallbackManagerForRetrieverRun,
+)
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
+from pydantic import Field
+
+from moss import InvalidArgumentError
+
+from ._open import open_request
+from .vectorstores import Filter, MossVectorStore
+
+#: The arguments that name an index to open when no ``vectorstore`` is given.
+_OPEN_ARGS = ("index_name", "embedding", "model_id", "client", "store", "project_id", "version")
+
+
+class MossRetriever(BaseRetriever):
+    """Retrieve the documents of a Moss index most similar to a query.
+
+    Built from a :class:`MossVectorStore` (sharing its live session), or from a plain dict of
+    arguments naming an index that was pushed before (``index_name``, and optionally
+    ``embedding``, ``model_id``, ``store`` or ``client``, ``project_id``, ``version``); an index
+    that does not exist raises ``IndexNotFoundError``. ``k``, ``filter`` and ``score_threshold``
+    (a relevance in [0, 1]: the cosine similarity) can also be given per call.
+
+    Example::
+
+        from langchain_moss import MossRetriever
+
+        retriever = MossRetriever(index_name="support-kb", k=3)
+        retriever.invoke("refund status")
+        retriever.invoke("refund status", k=1, filter={"topic": "refund"})
+
+        # in LCEL, and as an agent tool
+        chain = retriever | (lambda docs: "\\n".join(d.page_content for d in docs))
+        from langchain_core.tools import create_retriever_tool
+        tool = create_retriever_tool(retriever, "support_kb", "Search the support knowledge base")
+
+    An index opened by name is the version pushed last when it was opened; call
+    ``retriever.vectorstore.session.sync.refresh()`` to load a newer one.
+    """
+
+    vectorstore: MossVectorStore
+    """The vector store searched; opened from ``index_name`` when not given."""
+    k: int = Field(default=4, ge=1)
+    """How many documents to return at most."""
+    filter: Filter | None = None
+    """A metadata filter applied before ranking (plain or moss form)."""
+    score_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    """Drop documents whose relevance (cosine similarity) is lower."""
+
+    def __init__(self, **data: Any) -> None:
+        """Take ``vectorstore=``, or arguments naming an index to open (``index_name``, ...)."""
+        # Opened here rather than in a pydantic validator, so moss errors reach the caller as
+        # themselves instead of wrapped in a ValidationError.
+        named = {name: data.pop(name) for name in _OPEN_ARGS if name in data}
+        if data.get("vectorstore") is not None:
+            if named:
+                raise InvalidArgumentError(
+                    f"pass either vectorstore= or arguments naming an index ({sorted(named)}), "
+                    "not both"
+                )
+        else:
+            request = open_request(
+                index_name=named.get("index_name"),
+                embedding=named.get("embedding"),
+                model_id=named.get("model_id"),
+                client=named.get("client"),
+                store=named.get("store"),
+                project_id=named.get("project_id"),
+                version=named.get("version"),
+                must_exist=True,
+            )
+            data["vectorstore"] = MossVectorStore._opened(
+                request, request.open(), named.get("embedding")
+            )
+        super().__init__(**data)
+
+    def _get_relevant_documents(
+        self,
+        query: str,
+        *,
+        run_manager: CallbackManagerForRetrieverRun,
+        k: int | None = None,
+        filter: Filter | None = None,
+        score_threshold: float | None = None,
+    ) -> list[Document]:
+        pairs = self.vectorstore.similarity_search_with_relevance_scores(
+            query, **self._search_args(k, filter, score_threshold)
+        )
+        return [doc for doc, _ in pairs]
+
+    async def _aget_relevant_documents(
+        self,
+        query: str,
+        *,
+        run_manager: AsyncCallbackManagerForRetrieverRun,
+        k: int | None = None,
+        filter: Filter | None = None,
+        score_threshold: float | None = None,
+    ) -> list[Document]:
+        pairs = await self.vectorstore.asimilarity_search_with_relevance_scores(
+            query, **self._search_args(k, filter, score_threshold)
+        )
+        return [doc for doc, _ in pairs]
+
+    def _search_args(
+        self, k: int | None, filter: Filter | None, score_threshold: float | None
+    ) -> dict[str, Any]:
+        """Per-call values where given, else the retriever's fields."""
+        return {
+            "k": self.k if k is None else k,
+            "filter": self.filter if filter is None else filter,
+            "score_threshold": self.score_threshold if score_threshold is None else score_threshold,
+        }

@@ -1,0 +1,263 @@
+"""MossPushHandler / AsyncMossPushHandler: checkpoints, skipped no-op pushes, no overlap, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.callbacks.manager import adispatch_custom_event, dispatch_custom_event
+from langchain_core.runnables import Runnable, RunnableLambda, RunnableSequence
+from langchain_moss import AsyncMossPushHandler, MossPushHandler, MossRetriever, MossVectorStore
+from langchain_moss._checkpoints import CheckpointRules
+from lc_moss_helpers import CountingEmbeddings, CountingStore
+
+from moss import InvalidArgumentError, MossClient, ServiceUnavailableError
+
+
+@pytest.fixture
+def vs(embeddings: CountingEmbeddings, counting_store: CountingStore) -> MossVectorStore:
+    return MossVectorStore(
+        index_name="notes", embedding=embeddings, client=MossClient(store=counting_store)
+    )
+
+
+def writer(vs: MossVectorStore, doc_id: str) -> RunnableLambda[Any, Any]:
+    def write(value: Any) -> Any:
+        vs.add_texts([f"text {doc_id}"], ids=[doc_id])
+        return value
+
+    return RunnableLambda(write, name=f"write-{doc_id}")
+
+
+def stored_version(vs: MossVectorStore) -> int:
+    head = vs.session._store.head(vs.session._project, vs.index_name)
+    return 0 if head is None else head.version
+
+
+def test_root_end_pushes_once_and_only_when_something_changed(
+    vs: MossVectorStore, counting_store: CountingStore
+) -> None:
+    handler = MossPushHandler(vs)
+    chain: Runnable[Any, Any] = RunnableSequence(writer(vs, "a"), writer(vs, "b"))
+    chain.invoke(1, config={"callbacks": [handler]})
+    assert counting_store.puts == handler.push_count == 1
+    assert handler.last_results["notes"].doc_count == 2
+    RunnableLambda(lambda x: x).invoke(1, config={"callbacks": [handler]})  # writes nothing
+    assert counting_store.puts == 1
+    chain.invoke(1, config={"callbacks": [handler]})  # rewrites: a change, pushed again
+    assert counting_store.puts == 2 and stored_version(vs) == 2
+
+
+def test_tagged_runs_push_at_their_end_not_their_childrens(
+    vs: MossVectorStore, counting_store: CountingStore
+) -> None:
+    versions: list[int] = []
+    saved: Runnable[Any, Any] = RunnableSequence(writer(vs, "a"), writer(vs, "b")).with_config(
+        tags=["save"]
+    )
+    chain: Runnable[Any, Any] = RunnableSequence(
+        writer(vs, "x"), saved, RunnableLambda(lambda v: versions.append(stored_version(vs)))
+    )
+    handler = MossPushHandler(vs, on_root_end=False, tags=["save"])
+    chain.invoke(1, config={"callbacks": [handler]})
+    # The children of the tagged run inherit its tag; only its own end is a checkpoint.
+    assert counting_store.puts == 1 and versions == [1]
+    assert vs.session.sync.get_docs(["x", "a", "b"]) and not vs.session.has_unpushed_changes
+
+
+def test_every_n_chain_ends(vs: MossVectorStore, counting_store: CountingStore) -> None:
+    chain: Runnable[Any, Any] = RunnableSequence(writer(vs, "a"), writer(vs, "b"), writer(vs, "c"))
+    handler = MossPushHandler(vs, on_root_end=False, every_n_chain_ends=2)
+    chain.invoke(1, config={"callbacks": [handler]})
+    # Chain ends: a, b (2nd: push a+b), c, the sequence (4th: push c).
+    assert counting_store.puts == 2
+    assert [r.doc_count for r in [handler.last_results["notes"]]] == [3]
+
+
+def test_custom_event_is_a_checkpoint(vs: MossVectorStore, counting_store: CountingStore) -> None:
+    seen: list[int] = []
+
+    def checkpoint(value: Any) -> Any:
+        dispatch_custom_event("moss_checkpoint", {})
+        seen.append(stored_version(vs))
+        return value
+
+    chain: Runnable[Any, Any] = RunnableSequence(
+        writer(vs, "a"), RunnableLambda(checkpoint), writer(vs, "b")
+    )
+    chain.invoke(1, config={"callbacks": [MossPushHandler(vs, on_root_end=False)]})
+    assert seen == [1] and counting_store.puts == 1 and vs.session.has_unpushed_changes
+    quiet = MossPushHandler(vs, on_root_end=False, checkpoint_event=None)
+    chain.invoke(1, config={"callbacks": [quiet]})
+    assert counting_store.puts == 1
+
+
+async def test_async_handler_in_an_async_run(
+    vs: MossVectorStore, counting_store: CountingStore
+) -> None:
+    async def checkpoint(value: Any) -> Any:
+        await adispatch_custom_event("moss_checkpoint", {})
+        return value
+
+    handler = AsyncMossPushHandler(vs, tags=["never-used"])
+    chain: Runnable[Any, Any] = RunnableSequence(
+        writer(vs, "a"), RunnableLambda(checkpoint), writer(vs, "b")
+    )
+    await chain.ainvoke(1, config={"callbacks": [handler]})
+    assert counting_store.puts == handler.push_count == 2  # the event, then the root end
+    assert stored_version(vs) == 2 and not vs.session.has_unpushed_changes
+
+
+def test_async_handler_in_a_sync_run(vs: MossVectorStore, counting_store: CountingStore) -> None:
+    handler = AsyncMossPushHandler(vs)
+    writer(vs, "a").invoke(1, config={"callbacks": [handler]})
+    assert counting_store.puts == handler.push_count == 1
+
+
+def test_rules_find_node_and_tag_boundaries() -> None:
+    rules = CheckpointRules(
+        on_root_end=False,
+        tags=["t"],
+        nodes=["researcher"],
+        every_n_chain_ends=None,
+        checkpoint_event=None,
+    )
+    graph, node, model, sub, subnode = (uuid.uuid4() for _ in range(5))
+    rules.started(graph, None, [], {})
+    rules.started(node, graph, ["graph:step:1"], {"langgraph_node": "researcher"})
+    rules.started(model, node, [], {"langgraph_node": "researcher"})  # inherits the metadata
+    rules.started(sub, node, [], {"langgraph_node": "researcher"})  # a subgraph in the node
+    rules.started(subnode, sub, ["t"], {"langgraph_node": "inner"})
+    assert rules.ended(model, node, [], chain=False) is False
+    assert rules.ended(subnode, sub, ["t"], chain=True) is True  # introduces tag t
+    assert rules.ended(sub, node, [], chain=True) is False
+    assert rules.ended(node, graph, [], chain=True) is True
+    assert rules.ended(graph, None, [], chain=True) is False  # on_root_end=False
+    failed = uuid.uuid4()
+    rules.started(failed, None, ["t"], {})
+    rules.failed(failed)
+    assert rules.ended(failed, None, ["t"], chain=True) is False
+
+
+def test_concurrent_checkpoints_never_overlap_and_coalesce(
+    vs: MossVectorStore, counting_store: CountingStore
+) -> None:
+    counting_store.delay = 0.3
+    vs.add_texts(["first"], ids=["1"])
+    handler = MossPushHandler(vs)
+    other = MossPushHandler(vs.session)  # a second handler on the same session shares the gate
+    first = threading.Thread(target=handler.push)
+    first.start()
+    while counting_store.max_in_flight == 0:  # the first push is inside the store
+        threading.Event().wait(0.005)
+    vs.add_texts(["during"], ids=["2"])  # a change while pushing...
+    late = [threading.Thread(target=h.push) for h in (handler, other, handler)]
+    for thread in late:
+        thread.start()
+    for thread in [first, *late]:
+        thread.join()
+    # ...so exactly one more push follows, after the first, never beside it.
+    assert counting_store.puts == 2 and counting_store.max_in_flight == 1
+    assert handler.push_count == 2 and other.push_count == 0
+    assert counting_store.head("default", "notes").doc_count == 2  # type: ignore[union-attr]
+
+    vs.add_texts(["third"], ids=["3"])
+    calls = [threading.Thread(target=handler.push) for _ in range(4)]
+    for thread in calls:
+        thread.start()
+    for thread in calls:
+        thread.join()
+    assert counting_store.puts == 3 and counting_store.max_in_flight == 1  # no change after it
+
+
+async def test_async_concurrent_checkpoints_never_overlap(
+    vs: MossVectorStore, counting_store: CountingStore
+) -> None:
+    counting_store.delay = 0.2
+    vs.add_texts(["first"], ids=["1"])
+    handler = AsyncMossPushHandler(vs)
+
+    async def write_during_push() -> list[Any]:
+        while counting_store.max_in_flight == 0:
+            await asyncio.sleep(0.005)
+        await vs.aadd_texts(["during"], ids=["2"])
+        return await handler.apush()
+
+    first, second, third = await asyncio.gather(
+        handler.apush(), write_during_push(), handler.apush()
+    )
+    assert counting_store.puts == 2 and counting_store.max_in_flight == 1
+    assert [r.version for r in first] == [1, 2] and second == [] and third == []
+
+
+def test_failed_push_is_logged_and_raised_on_request(
+    vs: MossVectorStore, counting_store: CountingStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    counting_store.fail = True
+    chain = writer(vs, "a")
+    with caplog.at_level(logging.ERROR, logger="langchain_moss.callbacks"):
+        chain.invoke(1, config={"callbacks": [MossPushHandler(vs)]})
+    assert any("'notes'" in r.getMessage() and "down" in r.getMessage() for r in caplog.records)
+    with pytest.raises(ServiceUnavailableError, match="down"):
+        chain.invoke(1, config={"callbacks": [MossPushHandler(vs, raise_error=True)]})
+    counting_store.fail = False  # the gate was released: the next checkpoint pushes
+    RunnableLambda(lambda x: x).invoke(1, config={"callbacks": [MossPushHandler(vs)]})
+    assert counting_store.puts == 1 and not vs.session.has_unpushed_changes
+
+
+async def test_async_failed_push_raises_on_request(
+    vs: MossVectorStore, counting_store: CountingStore
+) -> None:
+    counting_store.fail = True
+    with pytest.raises(ServiceUnavailableError):
+        await writer(vs, "a").ainvoke(
+            1, config={"callbacks": [AsyncMossPushHandler(vs, raise_error=True)]}
+        )
+    assert await AsyncMossPushHandler(vs).apush() == []  # logged, not raised
+
+
+async def test_merge_is_passed_only_when_asked(
+    vs: MossVectorStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[dict[str, Any]] = []
+    session = vs.session
+    original = session.sync.push_index
+
+    def recording_push(**kwargs: Any) -> Any:
+        calls.append(kwargs)
+        return original(expected_version=kwargs["expected_version"])
+
+    async def arecording_push(**kwargs: Any) -> Any:
+        return recording_push(**kwargs)
+
+    monkeypatch.setattr(session.sync, "push_index", recording_push)
+    monkeypatch.setattr(session, "push_index", arecording_push)
+    for merge in (False, True):
+        vs.add_texts([f"m{merge}"])
+        MossPushHandler(vs, merge=merge).push()
+        vs.add_texts([f"a{merge}"])
+        await AsyncMossPushHandler(vs, merge=merge).apush()
+    assert (
+        calls == [{"expected_version": None}] * 2 + [{"expected_version": None, "merge": True}] * 2
+    )
+
+
+def test_targets(vs: MossVectorStore, store_dir: Path) -> None:
+    other = MossVectorStore(index_name="other", embedding=CountingEmbeddings(), store=store_dir)
+    retriever = MossRetriever(vectorstore=vs)
+    handler = MossPushHandler([vs, other.session, retriever])
+    assert [s.name for s in handler.sessions] == ["notes", "other"]
+    assert MossPushHandler(retriever).sessions == (vs.session,)
+    with pytest.raises(InvalidArgumentError, match="at least one"):
+        MossPushHandler([])
+    with pytest.raises(InvalidArgumentError, match="got str"):
+        MossPushHandler(["notes"])  # type: ignore[list-item]
+    with pytest.raises(InvalidArgumentError, match="every_n_chain_ends"):
+        MossPushHandler(vs, every_n_chain_ends=0)
+    assert isinstance(handler, BaseCallbackHandler)
