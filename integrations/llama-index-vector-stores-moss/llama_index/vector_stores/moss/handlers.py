@@ -1,0 +1,279 @@
+"""Push Moss sessions at LlamaIndex checkpoints, through the instrumentation dispatcher."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import threading
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Any
+
+from llama_index.core.bridge.pydantic import PrivateAttr
+from llama_index.core.ingestion import IngestionPipeline
+
+# llama_index.core.instrumentation re-exports these without __all__, hence the ignores.
+from llama_index.core.instrumentation import get_dispatcher  # type: ignore[attr-defined]
+from llama_index.core.instrumentation.dispatcher import Dispatcher  # type: ignore[attr-defined]
+from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+from llama_index.core.instrumentation.events import BaseEvent
+from llama_index.core.instrumentation.events.query import QueryEndEvent
+from llama_index.core.instrumentation.events.retrieval import RetrievalEndEvent
+from llama_index.core.instrumentation.span import SimpleSpan
+from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
+
+from moss import InvalidArgumentError, PushResult, Session
+
+from .base import MossVectorStore
+
+__all__ = ["DEFAULT_EVENTS", "DEFAULT_SPANS", "MossPushHandler"]
+
+logger = logging.getLogger(__name__)
+
+#: Events that end a checkpoint by default: a query engine's query, a retriever's retrieval.
+DEFAULT_EVENTS: tuple[type[BaseEvent], ...] = (QueryEndEvent, RetrievalEndEvent)
+#: Spans that end a checkpoint by default: an ingestion pipeline run (LlamaIndex has no
+#: ingestion-end event). A name is ``Class.method`` and also matches subclasses of ``Class``.
+DEFAULT_SPANS: tuple[str, ...] = (
+    f"{IngestionPipeline.__name__}.run",
+    f"{IngestionPipeline.__name__}.arun",
+)
+# A span id is "<name>-<uuid4>"; a uuid4 string is 36 characters.
+_SPAN_ID_SUFFIX = 37
+
+
+class MossPushHandler:
+    """Push one or more sessions whenever LlamaIndex reaches a checkpoint, if they changed.
+
+    Checkpoints are the end of the configured events (default: query end and retrieval end) and
+    the successful end of the configured spans (default: ``IngestionPipeline.run`` / ``arun``).
+    A session with no change since its last load or push is not pushed. Pushes of one session
+    never overlap: a checkpoint reached while that session is pushing makes the pushing thread
+    push once more afterwards, if there are changes left.
+
+    LlamaIndex's dispatcher swallows every exception a handler raises, so a failed push is
+    logged with the index name and kept in :attr:`errors`; with ``raise_error=True``,
+    :meth:`checkpoint` (called directly) raises it, and :meth:`raise_for_errors` re-raises the
+    first failure of a dispatcher-triggered push::
+
+        store = MossVectorStore("support-kb", embed_model=MossEmbedding())
+        with MossPushHandler(store):                 # attached to the root dispatcher
+            pipeline = IngestionPipeline(transformations=[..., MossEmbedding()],
+                                         vector_store=store)
+            pipeline.run(documents=docs)             # pushed when the run ends
+    """
+
+    def __init__(
+        self,
+        *targets: MossVectorStore | Session,
+        events: Iterable[type[BaseEvent]] = DEFAULT_EVENTS,
+        spans: Iterable[str] = DEFAULT_SPANS,
+        raise_error: bool = False,
+        dispatcher: Dispatcher | None = None,
+        attach: bool = True,
+    ) -> None:
+        if not targets:
+            raise InvalidArgumentError(
+                "give MossPushHandler at least one MossVectorStore or Session"
+            )
+        self._pushers = [_Pusher(_session_of(target)) for target in targets]
+        self._events = tuple(events)
+        self._spans = frozenset(spans)
+        self.raise_error = raise_error
+        self.errors: list[BaseException] = []
+        self._dispatcher = dispatcher or get_dispatcher()
+        self._event_handler = _EventHandler(self)
+        self._span_handler = _SpanHandler(self)
+        self._attached = False
+        if attach:
+            self.attach()
+
+    @property
+    def push_count(self) -> int:
+        """How many pushes this handler completed, over all its sessions."""
+        return sum(pusher.pushes for pusher in self._pushers)
+
+    def attach(self) -> MossPushHandler:
+        """Register on the dispatcher (done by the constructor unless ``attach=False``)."""
+        if not self._attached:
+            self._dispatcher.add_event_handler(self._event_handler)
+            self._dispatcher.add_span_handler(self._span_handler)
+            self._attached = True
+        return self
+
+    def detach(self) -> None:
+        """Stop listening; pushes already running finish."""
+        dispatcher = self._dispatcher
+        dispatcher.event_handlers = [
+            h for h in dispatcher.event_handlers if h is not self._event_handler
+        ]
+        dispatcher.span_handlers = [
+            h for h in dispatcher.span_handlers if h is not self._span_handler
+        ]
+        self._attached = False
+
+    def __enter__(self) -> MossPushHandler:
+        return self.attach()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.detach()
+
+    def checkpoint(self) -> list[PushResult]:
+        """Push every session that changed; return the pushes this call made."""
+        results = []
+        for pusher in self._pushers:
+            try:
+                results.extend(pusher.checkpoint())
+            except Exception as exc:
+                logger.error("moss: push of index %r failed: %s", pusher.name, exc, exc_info=exc)
+                self.errors.append(exc)
+                if self.raise_error:
+                    raise
+        return results
+
+    def raise_for_errors(self) -> None:
+        """Re-raise the first push failure since the last call, if any (and forget them all)."""
+        if self.errors:
+            first = self.errors[0]
+            self.errors.clear()
+            raise first
+
+    def _is_checkpoint_event(self, event: BaseEvent) -> bool:
+        return isinstance(event, self._events)
+
+    def _is_checkpoint_span(self, span_id: str, instance: Any) -> bool:
+        if len(span_id) > _SPAN_ID_SUFFIX and span_id[-_SPAN_ID_SUFFIX] == "-":
+            name = span_id[:-_SPAN_ID_SUFFIX]
+        else:
+            name = span_id
+        if name in self._spans:
+            return True
+        if instance is None or "." not in name:
+            return False
+        # The span names the instance's own class; match a configured base class too.
+        method = name.rsplit(".", 1)[1]
+        return any(f"{cls.__name__}.{method}" in self._spans for cls in type(instance).__mro__)
+
+    def _on_checkpoint(self) -> None:
+        # A failure is already logged and recorded; the dispatcher would drop it anyway.
+        with contextlib.suppress(Exception):
+            self.checkpoint()
+
+
+class _Pusher:
+    """One session's pushes: never two at once, and none without a change."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.name = session.name
+        self.pushes = 0
+        self._lock = threading.Lock()
+        self._pushing = False
+        self._again = False
+
+    def checkpoint(self) -> list[PushResult]:
+        with self._lock:
+            if self._pushing:  # the running push's thread pushes once more when it ends
+                self._again = True
+                return []
+            self._pushing = True
+        results: list[PushResult] = []
+        try:
+            while True:
+                if self.session.has_unpushed_changes:
+                    results.append(self.session.sync.push_index())
+                    self.pushes += 1
+                with self._lock:
+                    if not self._again:
+                        self._pushing = False
+                        return results
+                    self._again = False
+        except BaseException:
+            with self._lock:
+                self._pushing = self._again = False
+            raise
+
+
+def _session_of(target: MossVectorStore | Session) -> Session:
+    if isinstance(target, MossVectorStore):
+        return target.session
+    if isinstance(target, Session):
+        return target
+    raise InvalidArgumentError(
+        f"MossPushHandler pushes MossVectorStore or Session objects, got {type(target).__name__}"
+    )
+
+
+class _EventHandler(BaseEventHandler):
+    """Calls the owner's checkpoint on the configured events."""
+
+    _owner: MossPushHandler = PrivateAttr()
+
+    def __init__(self, owner: MossPushHandler) -> None:
+        super().__init__()
+        self._owner = owner
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "MossPushEventHandler"
+
+    def handle(self, event: BaseEvent, **kwargs: Any) -> None:
+        if self._owner._is_checkpoint_event(event):
+            self._owner._on_checkpoint()
+
+
+class _SpanHandler(BaseSpanHandler[SimpleSpan]):
+    """Tracks the configured spans and calls the owner's checkpoint when one ends well."""
+
+    _owner: MossPushHandler = PrivateAttr()
+
+    def __init__(self, owner: MossPushHandler) -> None:
+        super().__init__()
+        self._owner = owner
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "MossPushSpanHandler"
+
+    def new_span(
+        self,
+        id_: str,
+        bound_args: inspect.BoundArguments,
+        instance: Any | None = None,
+        parent_span_id: str | None = None,
+        tags: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> SimpleSpan | None:
+        if not self._owner._is_checkpoint_span(id_, instance):
+            return None
+        return SimpleSpan(id_=id_, parent_id=parent_span_id, tags=tags or {})
+
+    def prepare_to_exit_span(
+        self,
+        id_: str,
+        bound_args: inspect.BoundArguments,
+        instance: Any | None = None,
+        result: Any | None = None,
+        **kwargs: Any,
+    ) -> SimpleSpan | None:
+        span = self.open_spans.get(id_)
+        if span is not None:
+            self._owner._on_checkpoint()
+        return span
+
+    def prepare_to_drop_span(
+        self,
+        id_: str,
+        bound_args: inspect.BoundArguments,
+        instance: Any | None = None,
+        err: BaseException | None = None,
+        **kwargs: Any,
+    ) -> SimpleSpan | None:
+        # A span that failed is no checkpoint: what it wrote may be half done.
+        return self.open_spans.get(id_)
