@@ -73,7 +73,7 @@ cases = {
 for name, kw in cases.items():
     query = Q(query_embedding=q, similarity_top_k=10, **kw)
 
-    def run(store, reps=5):
+    def run(store, query=query, reps=5):
         store.query(query)
         t = time.perf_counter()
         for _ in range(reps):
