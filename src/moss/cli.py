@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from .cli_db import db
 from .cli_service import keys, projects, serve
 from .client import MossClient
 from .errors import MossError
@@ -109,3 +110,4 @@ def run() -> None:
 main.add_command(serve)
 main.add_command(projects)
 main.add_command(keys)
+main.add_command(db)

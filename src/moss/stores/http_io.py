@@ -1,0 +1,172 @@
+"""The httpx-facing parts of :class:`~moss.stores.http.HttpStore`: request and response bodies,
+and failed answers turned into moss errors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+
+from ..errors import (
+    AuthenticationError,
+    ConflictError,
+    IndexNotFoundError,
+    InvalidArgumentError,
+    MossError,
+    ServiceUnavailableError,
+    SnapshotError,
+)
+from .http_wire import ERRORS, VERSION_HEADER
+
+#: Download chunk size: big enough that per-chunk overhead vanishes, small enough to stay light.
+DOWNLOAD_CHUNK = 1 << 20
+
+
+def json_of(response: httpx.Response) -> dict[str, Any]:
+    """The answer's JSON object, or {} if it has none."""
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    return data if isinstance(data, dict) else {}
+
+
+def error_for(response: httpx.Response, location: str) -> MossError:
+    """The moss error for a failed answer (its body must have been read)."""
+    status = response.status_code
+    body = json_of(response)
+    kind, message = str(body.get("error", "")), body.get("message")
+    if not isinstance(message, str):
+        message = response.text[:300] or response.reason_phrase
+    if status >= 500 or status == 429:
+        return ServiceUnavailableError(
+            f"the moss server at {location} failed (HTTP {status}): {message}; retry later"
+        )
+    if status == 401:
+        return AuthenticationError(f"{location} refused the credentials: {message}")
+    if status == 412:
+        return ConflictError(message, expected=body.get("expected"), actual=body.get("actual"))
+    if status == 413:
+        return SnapshotError(message)
+    if kind in ERRORS:
+        return ERRORS[kind][1](message)
+    # Not a moss answer (a proxy, another service): judge by the status alone.
+    return IndexNotFoundError(message) if status == 404 else InvalidArgumentError(message)
+
+
+def version_of(response: httpx.Response, if_none_match: int | None) -> int:
+    """The version an answer is about (its X-Moss-Version header)."""
+    value = response.headers.get(VERSION_HEADER)
+    if value is not None and value.isdigit():
+        return int(value)
+    if response.status_code == 304 and if_none_match is not None:
+        return if_none_match
+    raise ServiceUnavailableError(
+        f"{response.url} answered without an {VERSION_HEADER} header: is it a moss server?"
+    )
+
+
+def before_sending(exc: httpx.TransportError) -> bool:
+    """Whether the request certainly never reached the server."""
+    return isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
+
+
+class UploadBody:
+    """A request body that records whether any of it was taken (so a retry is safe or not)."""
+
+    def __init__(self, chunks: Iterator[bytes | memoryview]) -> None:
+        self._chunks = chunks
+        self.started = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._chunks:
+            self.started = True
+            yield chunk  # type: ignore[misc]  # memoryviews are sent as they are, uncopied
+
+
+class AsyncUploadBody:
+    """Async twin of :class:`UploadBody`."""
+
+    def __init__(self, chunks: AsyncIterator[bytes | memoryview]) -> None:
+        self._chunks = chunks
+        self.started = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._chunks:
+            self.started = True
+            yield chunk  # type: ignore[misc]  # memoryviews are sent as they are, uncopied
+
+
+class DownloadBody:
+    """The chunks of a streamed download; closing it (or finishing) releases the connection."""
+
+    def __init__(self, response: httpx.Response, location: str, name: str) -> None:
+        self._response = response
+        self._location = location
+        self._name = name
+        self._chunks = response.iter_bytes(DOWNLOAD_CHUNK)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        try:
+            return next(self._chunks)
+        except StopIteration:
+            self.close()
+            raise
+        except httpx.TransportError as exc:
+            self.close()
+            raise _cut_off(self._location, self._name, exc) from exc
+
+    def close(self) -> None:
+        self._response.close()
+
+
+class AsyncDownloadBody:
+    """Async twin of :class:`DownloadBody`."""
+
+    def __init__(self, response: httpx.Response, location: str, name: str) -> None:
+        self._response = response
+        self._location = location
+        self._name = name
+        self._chunks = response.aiter_bytes(DOWNLOAD_CHUNK)
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            return await self._chunks.__anext__()
+        except StopAsyncIteration:
+            await self.aclose()
+            raise
+        except httpx.TransportError as exc:
+            await self.aclose()
+            raise _cut_off(self._location, self._name, exc) from exc
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
+def _cut_off(location: str, name: str, exc: Exception) -> ServiceUnavailableError:
+    return ServiceUnavailableError(
+        f"the download of index {name!r} from {location} was cut off "
+        f"({type(exc).__name__}: {exc}): open it again"
+    )
+
+
+async def close_at_loop_shutdown(client: httpx.AsyncClient) -> AsyncGenerator[None, None]:
+    """Close ``client`` when this generator is closed: by ``aclose()``, or by the event loop
+    shutting down its open async generators (``asyncio.run`` and loop runners do)."""
+    try:
+        yield
+    finally:
+        await client.aclose()
+
+
+async def no_chunks() -> AsyncIterator[bytes]:
+    """The body of a 304: nothing."""
+    return
+    yield  # an async generator that yields nothing
