@@ -53,6 +53,11 @@ class SnapshotCache:
         except FileNotFoundError:
             return None
 
+    def discard(self, location: str, project: str, name: str, version: int) -> None:
+        """Remove a cached version (found damaged)."""
+        with contextlib.suppress(FileNotFoundError):
+            (self._dir(location, project, name) / f"{version}.snap").unlink()
+
     @contextlib.contextmanager
     def writer(self, location: str, project: str, name: str, version: int) -> Iterator[BinaryIO]:
         """Write a version while it downloads; it becomes visible only if the block succeeds."""
@@ -60,7 +65,9 @@ class SnapshotCache:
         directory.mkdir(parents=True, exist_ok=True)
         with temporary_file(directory) as (temp_path, handle):
             yield handle
-            commit_file(handle, temp_path, directory / f"{version}.snap")
+            # No fsync: a cached copy is verified by its checksums when read and fetched
+            # again if a crash left it damaged, so durability would only cost time.
+            commit_file(handle, temp_path, directory / f"{version}.snap", durable=False)
         for old in self._versions(directory)[:-CACHE_KEEP_VERSIONS]:
             with contextlib.suppress(FileNotFoundError):
                 (directory / f"{old}.snap").unlink()

@@ -20,6 +20,7 @@ from .errors import (
     InvalidArgumentError,
     ModelMismatchError,
     ServiceUnavailableError,
+    SnapshotError,
 )
 from .snapshot import SnapshotData, SnapshotHeader, SnapshotReader
 from .stores.base import Store
@@ -133,31 +134,33 @@ class Hydrator:
         # A local store is its own cache: copying its files would only cost time and disk.
         self.cache = None if getattr(store, "is_local", False) else cache
 
-    def _cached(self, name: str, version: int) -> BinaryIO | None:
-        return (
-            self.cache.open(self.store.location, self.project, name, version)
-            if self.cache
-            else None
-        )
-
     def _latest_cached(self, name: str, version: int | None) -> int | None:
         if self.cache is None or version is not None:
             return None
         return self.cache.latest(self.store.location, self.project, name)
 
-    def _from_file(
+    def _from_cache(
         self,
-        handle: BinaryIO,
         name: str,
         version: int,
         model_id: str | None,
         model: EmbeddingModel | None,
         stale: bool = False,
-    ) -> Loaded:
+    ) -> Loaded | None:
+        """Decode a cached version; None if it is not cached or found damaged (then dropped)."""
+        if self.cache is None:
+            return None
+        handle = self.cache.open(self.store.location, self.project, name, version)
+        if handle is None:
+            return None
         decoder = Decoder(name, model_id, model)
-        for chunk in _file_chunks(handle):
-            decoder.feed(chunk)
-        return decoder.finish(version, stale)
+        try:
+            for chunk in _file_chunks(handle):
+                decoder.feed(chunk)
+            return decoder.finish(version, stale)
+        except SnapshotError:
+            self.cache.discard(self.store.location, self.project, name, version)
+            return None
 
     def load(
         self,
@@ -169,8 +172,8 @@ class Hydrator:
         newer_than: int | None = None,
     ) -> Loaded | None:
         """The latest (or given) version; None if the index is absent or not newer than ``newer_than``."""
-        if version is not None and (handle := self._cached(name, version)):
-            return self._from_file(handle, name, version, model_id, model)
+        if version is not None and (hit := self._from_cache(name, version, model_id, model)):
+            return hit
         cached = self._latest_cached(name, version)
         try:
             download = self.store.get(
@@ -181,14 +184,14 @@ class Hydrator:
                 raise
             return None
         except ServiceUnavailableError:
-            if cached is None or (handle := self._cached(name, cached)) is None:
+            if cached is None or not (hit := self._from_cache(name, cached, model_id, model, True)):
                 raise
-            return self._from_file(handle, name, cached, model_id, model, stale=True)
+            return hit
         if download.not_modified:
             if newer_than is not None and download.version == newer_than:
                 return None
-            if handle := self._cached(name, download.version):
-                return self._from_file(handle, name, download.version, model_id, model)
+            if hit := self._from_cache(name, download.version, model_id, model):
+                return hit
             download = self.store.get(self.project, name, download.version)
         decoder = Decoder(name, model_id, model)
         with self._cache_writer(name, download.version) as out:
@@ -211,8 +214,11 @@ class Hydrator:
         newer_than: int | None = None,
     ) -> Loaded | None:
         """Async twin of :meth:`load`."""
-        if version is not None and (handle := self._cached(name, version)):
-            return await asyncio.to_thread(self._from_file, handle, name, version, model_id, model)
+        from_cache = self._from_cache
+        if version is not None and (
+            hit := await asyncio.to_thread(from_cache, name, version, model_id, model)
+        ):
+            return hit
         cached = self._latest_cached(name, version)
         try:
             download = await self.store.aget(
@@ -223,18 +229,16 @@ class Hydrator:
                 raise
             return None
         except ServiceUnavailableError:
-            if cached is None or (handle := self._cached(name, cached)) is None:
+            if cached is None or not (
+                hit := await asyncio.to_thread(from_cache, name, cached, model_id, model, True)
+            ):
                 raise
-            return await asyncio.to_thread(
-                self._from_file, handle, name, cached, model_id, model, True
-            )
+            return hit
         if download.not_modified:
             if newer_than is not None and download.version == newer_than:
                 return None
-            if handle := self._cached(name, download.version):
-                return await asyncio.to_thread(
-                    self._from_file, handle, name, download.version, model_id, model
-                )
+            if hit := await asyncio.to_thread(from_cache, name, download.version, model_id, model):
+                return hit
             download = await self.store.aget(self.project, name, download.version)
         decoder = Decoder(name, model_id, model)
         with self._cache_writer(name, download.version) as out:

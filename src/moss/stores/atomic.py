@@ -41,12 +41,18 @@ def temporary_file(directory: Path) -> Iterator[tuple[Path, BinaryIO]]:
             path.unlink()
 
 
-def commit_file(handle: BinaryIO, temp_path: Path, target: Path) -> None:
-    """Make a fully written temporary file durable and atomically visible as ``target``."""
+def commit_file(handle: BinaryIO, temp_path: Path, target: Path, *, durable: bool = True) -> None:
+    """Make a fully written temporary file atomically visible as ``target``.
+
+    ``durable=False`` skips the fsyncs: only for copies that can be fetched again and are
+    verified when read (the snapshot cache).
+    """
     handle.flush()
-    os.fsync(handle.fileno())
+    if durable:
+        os.fsync(handle.fileno())
     os.rename(temp_path, target)
-    fsync_dir(target.parent)
+    if durable:
+        fsync_dir(target.parent)
 
 
 def write_file_atomic(target: Path, data: bytes) -> None:
