@@ -111,7 +111,7 @@ async def test_auto_refresh_sees_another_process_push_within_a_second(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    out, err = await pusher.communicate()
+    _, err = await pusher.communicate()
     assert pusher.returncode == 0, err.decode()
     pushed_at = asyncio.get_running_loop().time()
     while follower.version < 2 and asyncio.get_running_loop().time() - pushed_at < 1.0:
@@ -147,7 +147,7 @@ def test_concurrent_merge_pushes_lose_nothing(server: Server, tmp_path: Path) ->
     ]
     start.touch()
     for worker in workers:
-        out, err = worker.communicate(timeout=300)
+        _, err = worker.communicate(timeout=300)
         assert worker.returncode == 0, err
     final = client_for(server, tmp_path).sync.session("merged")
     ids = {doc.id for doc in final.sync.get_docs()}
