@@ -14,7 +14,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from moss.stores import FileStore, Store
 
 #: Every store the contract suite runs over; later stores add themselves here.
-STORE_KINDS = ["file", "http"]
+STORE_KINDS = ["file", "http", "postgres"]
 
 
 @pytest.fixture(autouse=True)
@@ -35,6 +35,10 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
         from service import contract_http_store
 
         made = contract_http_store(request.config)
+    elif kind == "postgres":  # a fresh schema of a throw-away PostgreSQL cluster (tests/pg.py)
+        from pg import contract_postgres_store
+
+        made = contract_postgres_store(request.config)
     else:  # pragma: no cover - a kind listed without a factory is a bug in this file
         raise AssertionError(f"no factory for store kind {kind}")
     yield made
