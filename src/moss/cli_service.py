@@ -77,17 +77,19 @@ def serve(
         ) from exc
     url = store_url or default_store_url()
     env_keys = parse_env_keys(os.environ.get("MOSS_SERVER_KEYS", ""))
-    click.echo(
-        f"moss serve: store {url}, http://{host}:{port}, uploads up to {max_upload_bytes} bytes, "
+    store = open_store(url)
+    click.echo(  # the store's location, never the URL: it may carry a database password
+        f"moss serve: store {store.location}, http://{host}:{port}, uploads up to {max_upload_bytes} bytes, "
         f"{len(env_keys)} project(s) with keys from MOSS_SERVER_KEYS",
         err=True,
     )
     common = {"host": host, "port": port, "log_level": log_level, "timeout_graceful_shutdown": 5}
     if workers == 1:
-        app = create_app(open_store(url), max_upload_bytes=max_upload_bytes, env_keys=env_keys)
+        app = create_app(store, max_upload_bytes=max_upload_bytes, env_keys=env_keys)
         uvicorn.run(app, **common)  # type: ignore[arg-type]
         return
     # Several workers each build their app from the environment (uvicorn imports the factory).
+    store.close()
     os.environ["MOSS_SERVE_STORE"] = url
     os.environ["MOSS_SERVE_MAX_UPLOAD_BYTES"] = str(max_upload_bytes)
     uvicorn.run(
