@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint docs bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,12 +28,15 @@ test: $(VENV)/.test
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.test
-	$(VENV)/bin/ruff check src tests integrations benchmarks
-	$(VENV)/bin/ruff format --check src tests integrations benchmarks
+	$(VENV)/bin/ruff check src tests integrations benchmarks docs
+	$(VENV)/bin/ruff format --check src tests integrations benchmarks docs
 	$(VENV)/bin/mypy
 
+docs: $(VENV)/.test
+	$(PY) docs/build_api.py
+
 bench: $(VENV)/.test
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/bench_core.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
