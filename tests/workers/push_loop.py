@@ -33,14 +33,21 @@ def main() -> None:
     conditional = len(sys.argv) > 6 and sys.argv[6] == "expected"
     client = MossClient("proj", store=store)
     rng = np.random.default_rng()
+    if not conditional:
+        # Build one state, then spend the rest of the life pushing it: a kill at a random moment
+        # then most likely lands inside push_index.
+        session = client.sync.session(name, model_id="custom")
+        session.sync.delete_docs([doc.id for doc in session.sync.get_docs()])
+        session.sync.add_docs(version_docs(base + int(rng.integers(0, 50)), dim))
+        for _ in range(rounds):
+            session.sync.push_index()
+        print("done", flush=True)
+        return
     for _ in range(rounds):
         session = client.sync.session(name, model_id="custom")
         count = base + int(rng.integers(0, 50))
         session.sync.delete_docs([doc.id for doc in session.sync.get_docs()])
         session.sync.add_docs(version_docs(count, dim))
-        if not conditional:
-            session.sync.push_index()
-            continue
         expected = session.version
         try:
             session.sync.push_index(expected_version=expected)
