@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
+import weakref
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
+import numpy as np
+import numpy.typing as npt
+
 from .cache import SnapshotCache
 from .embeddings import EmbeddingModel
+from .errors import InvalidArgumentError, ModelMismatchError
+from .fusion import merge_rankings, rank, to_results
 from .loading import Hydrator, Loaded, model_for_new_index, requested_model
 from .session import Session
 from .stores import open_store
 from .stores.base import Store
-from .types import IndexInfo
+from .types import IndexInfo, QueryOptions, SearchResult
 from .validation import validate_name
 
 DEFAULT_PROJECT = "default"
@@ -49,6 +58,9 @@ class MossClient:
         self.store = open_store(store, project_key=key)
         cache = SnapshotCache(None if cache_dir is None else Path(cache_dir))
         self._hydrator = Hydrator(self.store, self.project_id, cache)
+        # The session each name was last opened as, for query_multi_index; weak, so the client
+        # never keeps a session alive that its owner dropped.
+        self._opened: weakref.WeakValueDictionary[str, Session] = weakref.WeakValueDictionary()
         self.sync = SyncClient(self)
 
     def __repr__(self) -> str:
@@ -83,21 +95,77 @@ class MossClient:
         self, name: str, model_id: str | None, model: EmbeddingModel | None, loaded: Loaded | None
     ) -> Session:
         if loaded is None:
-            return Session(
+            session = Session(
                 name=name,
                 hydrator=self._hydrator,
                 model=model_for_new_index(model_id, model),
                 engine=None,
                 version=0,
             )
-        return Session(
-            name=name,
-            hydrator=self._hydrator,
-            model=loaded.model,
-            engine=loaded.engine,
-            version=loaded.version,
-            stale=loaded.stale,
-        )
+        else:
+            session = Session(
+                name=name,
+                hydrator=self._hydrator,
+                model=loaded.model,
+                engine=loaded.engine,
+                version=loaded.version,
+                stale=loaded.stale,
+            )
+        self._opened[name] = session
+        return session
+
+    async def query_multi_index(
+        self, names: Sequence[str], text: str, options: QueryOptions | None = None
+    ) -> SearchResult:
+        """Query several open sessions as one index: the global top k, each result naming its index.
+
+        ``names`` are indexes this client has open (the session last opened under each name,
+        not closed): open them first with :meth:`session`, which also picks their version
+        and auto-refresh. They must share one embedding model, so the query is embedded once.
+        Vector rankings merge by cosine; keyword rankings merge by BM25 score (each index
+        scores with its own statistics) before the blend. ``result.index_name`` is the names
+        joined by commas; each document's ``index_name`` says where it came from.
+
+        Example::
+
+            await client.session("tickets"), await client.session("faq")
+            found = await client.query_multi_index(["tickets", "faq"], "refund ORD-1234")
+            [(doc.index_name, doc.id) for doc in found.docs]
+        """
+        started = time.perf_counter()
+        sessions, options = self._multi_check(names, text, options)
+        lead = sessions[0]
+        vector = lead._query_vector(options)
+        if vector is None and any(s.doc_count for s in sessions):
+            vector = await lead.model.aembed_query(text)
+        for session in sessions:
+            if session._keywords_pending(options):
+                await asyncio.to_thread(session._indexes, keyword=True)
+        return _multi_search(sessions, text, options, vector, started)
+
+    def _multi_check(
+        self, names: Sequence[str], text: str, options: QueryOptions | None
+    ) -> tuple[list[Session], QueryOptions]:
+        if isinstance(names, str) or not names:
+            raise InvalidArgumentError(
+                "names must be a non-empty list of index names, e.g. ['tickets', 'faq']"
+            )
+        sessions = []
+        for name in dict.fromkeys(names):
+            session = self._opened.get(validate_name(name))
+            if session is None or session._closed:
+                raise InvalidArgumentError(
+                    f"index {name!r} is not open in this client: open it first with "
+                    f"client.session({name!r}) (or client.sync.session)"
+                )
+            sessions.append(session)
+        models = {(s.model_id, s.model.artifact_id) for s in sessions}
+        if len(models) > 1:
+            raise ModelMismatchError(
+                f"query_multi_index needs indexes of one embedding model, got "
+                f"{sorted(m for m, _ in models)}: query each model's indexes separately"
+            )
+        return sessions, sessions[0]._check_query(text, options)
 
     async def list_indexes(self) -> list[IndexInfo]:
         """Describe every index of the project (latest version each), sorted by name."""
@@ -160,6 +228,18 @@ class SyncClient:
             session.sync._start_auto_refresh()
         return session
 
+    def query_multi_index(
+        self, names: Sequence[str], text: str, options: QueryOptions | None = None
+    ) -> SearchResult:
+        """Blocking twin of :meth:`MossClient.query_multi_index`."""
+        started = time.perf_counter()
+        sessions, options = self._client._multi_check(names, text, options)
+        lead = sessions[0]
+        vector = lead._query_vector(options)
+        if vector is None and any(s.doc_count for s in sessions):
+            vector = lead.model.embed_query(text)
+        return _multi_search(sessions, text, options, vector, started)
+
     def list_indexes(self) -> list[IndexInfo]:
         """Blocking twin of :meth:`MossClient.list_indexes`."""
         return self._client.store.list(self._client.project_id)
@@ -172,3 +252,23 @@ class SyncClient:
         """Blocking twin of :meth:`MossClient.close`."""
         if self._client._owns_store:
             self._client.store.close()
+
+
+def _multi_search(
+    sessions: list[Session],
+    text: str,
+    options: QueryOptions,
+    vector: npt.NDArray[np.float32] | None,
+    started: float,
+) -> SearchResult:
+    """Each session's candidates, merged per side, blended: the global top k."""
+    # Each index gives the candidates it would give alone: each side's global top (depth) is
+    # within the union of the per-index tops, since the merge orders by the same scores.
+    parts = [s._candidates(text, options, vector, options.top_k) for s in sessions]
+    docs = to_results(rank(merge_rankings(parts), float(options.alpha), options.top_k))
+    return SearchResult(
+        docs=docs,
+        query=text,
+        index_name=",".join(s.name for s in sessions),
+        time_taken_ms=(time.perf_counter() - started) * 1000,
+    )

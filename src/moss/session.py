@@ -16,11 +16,13 @@ import numpy.typing as npt
 
 from .documents import PreparedDocs, assemble_vectors, prepare_docs
 from .embeddings import EmbeddingModel, normalize_rows
-from .engine import Engine
+from .engine import Engine, StoredDoc
 from .errors import ConflictError, InvalidArgumentError, MossError, ServiceUnavailableError
+from .fusion import Candidates, candidate_depth, gather, rank, to_results
+from .keyword import KeywordIndex
 from .loading import Hydrator, Loaded
 from .snapshot import encode_snapshot
-from .types import AddResult, DocumentInfo, PushResult, QueryOptions, ResultDocument, SearchResult
+from .types import AddResult, DocumentInfo, PushResult, QueryOptions, SearchResult
 from .validation import validate_doc_id, validate_top_k, validate_vector
 
 # Above this many documents, engine work in async methods moves to a worker thread so the
@@ -66,6 +68,9 @@ class Session:
         self._store = hydrator.store
         self._model = model
         self._engine = engine
+        # The BM25 index of the engine's documents, built at the first query with alpha < 1
+        # (vector-only sessions never pay for it), then kept current by every write.
+        self._keywords: KeywordIndex | None = None
         self._version = version
         self._stale = stale
         self._refresher: asyncio.Task[None] | threading.Thread | None = None
@@ -153,6 +158,8 @@ class Session:
             added, updated = self._engine.upsert(
                 prepared.ids, prepared.texts, prepared.metadata, vectors
             )
+            if self._keywords is not None:
+                self._keywords.upsert(prepared.ids, prepared.texts, prepared.metadata)
             self._changes.update(dict.fromkeys(prepared.ids, _UPSERT))
             self._mutations += 1
         return AddResult(added=added, updated=updated)
@@ -166,6 +173,8 @@ class Session:
             if self._engine is None:
                 return 0
             deleted = self._engine.delete(checked)
+            if deleted and self._keywords is not None:
+                self._keywords.delete(checked)
             if deleted:
                 self._changes.update(dict.fromkeys(checked, _DELETE))
                 self._mutations += 1
@@ -204,11 +213,7 @@ class Session:
         if not isinstance(text, str):
             raise InvalidArgumentError(f"query text must be a str, got {type(text).__name__}")
         validate_top_k(options.top_k)
-        if options.alpha != 1.0:
-            raise InvalidArgumentError(
-                f"alpha={options.alpha}: keyword search is not available in this version of moss; "
-                "use alpha=1.0 (vector search)"
-            )
+        validate_alpha(options.alpha)
         if options.min_score is not None and not isinstance(options.min_score, (int, float)):
             raise InvalidArgumentError(f"min_score must be a number, got {options.min_score!r}")
         return options
@@ -228,21 +233,52 @@ class Session:
         vector: npt.NDArray[np.float32] | None,
         started: float,
     ) -> SearchResult:
-        engine = self._engine
-        hits = []
-        if engine is not None and vector is not None:
-            hits = engine.search(
-                vector, options.top_k, filter=options.filter, min_score=options.min_score
-            )
-        docs = [
-            ResultDocument(id=doc.id, text=doc.text, metadata=doc.metadata, score=score)
-            for doc, score in hits
-        ]
+        candidates = self._candidates(text, options, vector, options.top_k)
+        docs = to_results(rank(candidates, float(options.alpha), options.top_k))
         return SearchResult(
             docs=docs,
             query=text,
             index_name=self._name,
             time_taken_ms=(time.perf_counter() - started) * 1000,
+        )
+
+    def _candidates(
+        self,
+        text: str,
+        options: QueryOptions,
+        vector: npt.NDArray[np.float32] | None,
+        top_k: int,
+    ) -> Candidates:
+        """Each side's ranked candidates for a query of ``top_k`` (vector side only at alpha 1)."""
+        alpha = float(options.alpha)
+        engine, keywords = self._indexes(keyword=alpha < 1.0)
+        if engine is None or vector is None:
+            return Candidates([], [])
+        return gather(
+            self._name,
+            engine,
+            keywords,
+            self._lock,
+            vector,
+            text,
+            alpha=alpha,
+            depth=top_k if alpha >= 1.0 else candidate_depth(top_k),
+            filter=options.filter,
+            min_score=options.min_score,
+        )
+
+    def _indexes(self, *, keyword: bool) -> tuple[Engine | None, KeywordIndex | None]:
+        """The engine and, if asked, its keyword index (built now if this is the first time)."""
+        with self._lock:
+            engine = self._engine
+            if keyword and engine is not None and self._keywords is None:
+                self._keywords = _build_keywords(engine)
+            return engine, self._keywords if keyword else None
+
+    def _keywords_pending(self, options: QueryOptions) -> bool:
+        """Whether this query builds the keyword index first (slow enough for a worker thread)."""
+        return (
+            options.alpha < 1.0 and self._keywords is None and self.doc_count > _OFFLOAD_THRESHOLD
         )
 
     def _needs_query_embedding(self, options: QueryOptions) -> bool:
@@ -301,6 +337,9 @@ class Session:
         if loaded.stale or loaded.version <= self._version:
             return False
         engine = loaded.engine
+        # A session that uses keyword search gets the new version's index built here, outside
+        # the lock (nobody else sees this engine yet), rather than at its next query.
+        keywords = _build_keywords(engine) if self._keywords is not None else None
         with self._lock:
             local = self._engine
             if discard_changes:
@@ -310,16 +349,17 @@ class Session:
                 deletes = [i for i, op in self._changes.items() if op == _DELETE]
                 if upserts:
                     docs = local.get(upserts)
-                    engine.upsert(
-                        [d.id for d in docs],
-                        [d.text for d in docs],
-                        [d.metadata for d in docs],
-                        local.vectors_for(upserts),
-                    )
+                    ids, texts, metadata = _columns(docs)
+                    engine.upsert(ids, texts, metadata, local.vectors_for(upserts))
+                    if keywords is not None:
+                        keywords.upsert(ids, texts, metadata)
                 if deletes:
                     engine.delete(deletes)
+                    if keywords is not None:
+                        keywords.delete(deletes)
             # Queries in flight keep the engine they started with; new ones see this one.
             self._engine = engine
+            self._keywords = keywords
             self._version = loaded.version
             self._stale = False
             self._mutations += 1
@@ -364,6 +404,8 @@ class Session:
         vector = self._query_vector(options)
         if vector is None and self._needs_query_embedding(options):
             vector = await self._model.aembed_query(text)
+        if self._keywords_pending(options):
+            await asyncio.to_thread(self._indexes, keyword=True)
         return self._search(text, options, vector, started)
 
     async def push_index(
@@ -425,7 +467,7 @@ class Session:
             except ServiceUnavailableError:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-            except MossError as exc:
+            except Exception as exc:  # a background task must not die of one bad round
                 if self._closed:
                     return
                 logger.warning("auto-refresh of index %r failed: %s", self._name, exc)
@@ -439,6 +481,7 @@ class Session:
         with self._lock:
             self._closed = True
             self._engine = None
+            self._keywords = None
         refresher = self._refresher
         if isinstance(refresher, asyncio.Task) and not refresher.done():
             refresher.get_loop().call_soon_threadsafe(refresher.cancel)
@@ -559,15 +602,39 @@ class SyncSession:
             except ServiceUnavailableError:
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
-            except MossError as exc:
+            except Exception as exc:  # a background thread must not die of one bad round
                 if s._closed:
-                    return
+                    return  # the client may already be closed under us
                 logger.warning("auto-refresh of index %r failed: %s", s._name, exc)
                 time.sleep(1.0)
 
     def close(self) -> None:
         """Blocking twin of :meth:`Session.close`."""
         self._session._close()
+
+
+def validate_alpha(alpha: object) -> float:
+    """Check ``QueryOptions.alpha``: a number from 0.0 (keyword only) to 1.0 (vector only)."""
+    if (
+        isinstance(alpha, bool)
+        or not isinstance(alpha, (int, float))
+        or not 0.0 <= alpha <= 1.0  # also refuses NaN
+    ):
+        raise InvalidArgumentError(
+            f"alpha must be a number from 0.0 (keyword search only) to 1.0 (vector search only), "
+            f"got {alpha!r}"
+        )
+    return float(alpha)
+
+
+def _build_keywords(engine: Engine) -> KeywordIndex:
+    return KeywordIndex.build(*_columns(engine.get()))
+
+
+def _columns(
+    docs: list[StoredDoc],
+) -> tuple[list[str], list[str], list[dict[str, Any] | None]]:
+    return [d.id for d in docs], [d.text for d in docs], [d.metadata for d in docs]
 
 
 def _gave_up(name: str) -> ConflictError:

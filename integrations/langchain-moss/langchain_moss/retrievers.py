@@ -27,8 +27,9 @@ class MossRetriever(BaseRetriever):
     Built from a :class:`MossVectorStore` (sharing its live session), or from a plain dict of
     arguments naming an index that was pushed before (``index_name``, and optionally
     ``embedding``, ``model_id``, ``store`` or ``client``, ``project_id``, ``version``); an index
-    that does not exist raises ``IndexNotFoundError``. ``k``, ``filter`` and ``score_threshold``
-    (a relevance in [0, 1]: the cosine similarity) can also be given per call.
+    that does not exist raises ``IndexNotFoundError``. ``k``, ``filter``, ``score_threshold``
+    (a relevance in [0, 1]: the cosine similarity) and ``alpha`` (1.0 vector search, 0.0
+    keyword search, in between a blend; 0.4 ranks best on SciFact) can also be given per call.
 
     Example::
 
@@ -37,6 +38,7 @@ class MossRetriever(BaseRetriever):
         retriever = MossRetriever(index_name="support-kb", k=3)
         retriever.invoke("refund status")
         retriever.invoke("refund status", k=1, filter={"topic": "refund"})
+        retriever.invoke("order ORD-1234", alpha=0.4)  # blend in keyword search
 
         # in LCEL, and as an agent tool
         chain = retriever | (lambda docs: "\\n".join(d.page_content for d in docs))
@@ -55,6 +57,8 @@ class MossRetriever(BaseRetriever):
     """A metadata filter applied before ranking (plain or moss form)."""
     score_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     """Drop documents whose relevance (cosine similarity) is lower."""
+    alpha: float = Field(default=1.0, ge=0.0, le=1.0)
+    """1.0 vector search, 0.0 keyword (BM25) search, in between a blend of both rankings."""
 
     def __init__(self, **data: Any) -> None:
         """Take ``vectorstore=``, or arguments naming an index to open (``index_name``, ...)."""
@@ -91,9 +95,10 @@ class MossRetriever(BaseRetriever):
         k: int | None = None,
         filter: Filter | None = None,
         score_threshold: float | None = None,
+        alpha: float | None = None,
     ) -> list[Document]:
         pairs = self.vectorstore.similarity_search_with_relevance_scores(
-            query, **self._search_args(k, filter, score_threshold)
+            query, **self._search_args(k, filter, score_threshold, alpha)
         )
         return [doc for doc, _ in pairs]
 
@@ -105,18 +110,24 @@ class MossRetriever(BaseRetriever):
         k: int | None = None,
         filter: Filter | None = None,
         score_threshold: float | None = None,
+        alpha: float | None = None,
     ) -> list[Document]:
         pairs = await self.vectorstore.asimilarity_search_with_relevance_scores(
-            query, **self._search_args(k, filter, score_threshold)
+            query, **self._search_args(k, filter, score_threshold, alpha)
         )
         return [doc for doc, _ in pairs]
 
     def _search_args(
-        self, k: int | None, filter: Filter | None, score_threshold: float | None
+        self,
+        k: int | None,
+        filter: Filter | None,
+        score_threshold: float | None,
+        alpha: float | None,
     ) -> dict[str, Any]:
         """Per-call values where given, else the retriever's fields."""
         return {
             "k": self.k if k is None else k,
             "filter": self.filter if filter is None else filter,
             "score_threshold": self.score_threshold if score_threshold is None else score_threshold,
+            "alpha": self.alpha if alpha is None else alpha,
         }

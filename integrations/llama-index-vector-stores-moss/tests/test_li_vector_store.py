@@ -334,14 +334,14 @@ async def test_queries_restrict_by_doc_ids_node_ids_and_filters(
         assert result.similarities == sorted(result.similarities, reverse=True)
 
 
-async def test_keyword_and_other_modes_raise_a_clear_error(client: MossClient, call: Any) -> None:
+async def test_other_modes_and_bad_queries_raise_a_clear_error(
+    client: MossClient, call: Any
+) -> None:
     store = custom_store(client)
     await call(store, "add", [node("a")])
     for mode in (VectorStoreQueryMode.HYBRID, VectorStoreQueryMode.TEXT_SEARCH):
-        with pytest.raises(InvalidArgumentError, match="keyword search"):
-            await call(
-                store, "query", VectorStoreQuery(query_embedding=vec(1), query_str="x", mode=mode)
-            )
+        with pytest.raises(InvalidArgumentError, match="needs query_str"):
+            await call(store, "query", VectorStoreQuery(query_embedding=vec(1), mode=mode))
     with pytest.raises(InvalidArgumentError, match="not supported"):
         await call(
             store, "query", VectorStoreQuery(query_embedding=vec(1), mode=VectorStoreQueryMode.SVM)

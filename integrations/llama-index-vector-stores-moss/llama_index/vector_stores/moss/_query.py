@@ -27,8 +27,12 @@ __all__ = ["QueryPlan", "answer", "matching", "plan_query"]
 
 Vector = npt.NDArray[np.float32]
 
-_KEYWORD_MODES = (VectorStoreQueryMode.HYBRID, VectorStoreQueryMode.TEXT_SEARCH)
-_SUPPORTED_MODES = (VectorStoreQueryMode.DEFAULT, VectorStoreQueryMode.MMR)
+_SUPPORTED_MODES = (
+    VectorStoreQueryMode.DEFAULT,
+    VectorStoreQueryMode.MMR,
+    VectorStoreQueryMode.HYBRID,
+    VectorStoreQueryMode.TEXT_SEARCH,
+)
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,7 @@ class QueryPlan:
     node_ids: list[str] | None
     mmr: bool
     mmr_threshold: float | None
+    alpha: float = 1.0
 
     @property
     def engine_can_run(self) -> bool:
@@ -52,41 +57,71 @@ class QueryPlan:
 def plan_query(query: VectorStoreQuery, kwargs: dict[str, Any], dimension: int | None) -> QueryPlan:
     """Check ``query`` and translate its filters; raise InvalidArgumentError for what moss cannot do."""
     mode = VectorStoreQueryMode(query.mode)
-    if mode in _KEYWORD_MODES:
-        raise InvalidArgumentError(
-            f"query mode {mode.value!r} needs keyword search, which this version of moss does "
-            "not have: use VectorStoreQueryMode.DEFAULT or MMR"
-        )
     if mode not in _SUPPORTED_MODES:
         raise InvalidArgumentError(
             f"query mode {mode.value!r} is not supported by MossVectorStore: use "
-            "VectorStoreQueryMode.DEFAULT or MMR"
+            "VectorStoreQueryMode.DEFAULT, MMR, HYBRID or TEXT_SEARCH"
         )
     if query.query_embedding is None and query.query_str is None:
         raise InvalidArgumentError("the query has neither query_embedding nor query_str")
+    alpha = _alpha(mode, query)
     vector = None
     if query.query_embedding is not None:
         vector = unit_vector(query.query_embedding, dimension)
     threshold = query.mmr_threshold
     if threshold is None:  # VectorIndexRetriever passes it in vector_store_kwargs
         threshold = kwargs.get("mmr_threshold")
-    return QueryPlan(
+    plan = QueryPlan(
         text=query.query_str or "",
         vector=vector,
-        top_k=query.similarity_top_k,
+        top_k=_top_k(mode, query),
         # VectorIndexRetriever passes node_ids=[] (its empty node table) to stores that keep
         # text, so an empty list means no restriction, for doc_ids too.
         selection=select(query.filters, query.doc_ids or None),
         node_ids=list(query.node_ids) if query.node_ids else None,
         mmr=mode == VectorStoreQueryMode.MMR,
         mmr_threshold=threshold,
+        alpha=alpha,
     )
+    if alpha < 1.0 and not plan.engine_can_run:
+        raise InvalidArgumentError(
+            f"query mode {mode.value!r} ranks by keywords inside moss, which cannot also apply "
+            "node_ids or these filters (they need a local check): drop them, or use "
+            "VectorStoreQueryMode.DEFAULT"
+        )
+    return plan
+
+
+def _alpha(mode: VectorStoreQueryMode, query: VectorStoreQuery) -> float:
+    """moss's alpha: TEXT_SEARCH keyword only, HYBRID ``query.alpha`` (else moss's default)."""
+    if mode == VectorStoreQueryMode.TEXT_SEARCH:
+        alpha = 0.0
+    elif mode == VectorStoreQueryMode.HYBRID:
+        alpha = QueryOptions().alpha if query.alpha is None else query.alpha
+    else:
+        return 1.0
+    if not query.query_str:
+        raise InvalidArgumentError(
+            f"query mode {mode.value!r} searches keywords, so it needs query_str (the query text)"
+        )
+    return alpha
+
+
+def _top_k(mode: VectorStoreQueryMode, query: VectorStoreQuery) -> int:
+    """LlamaIndex's per-mode result counts, where given: hybrid_top_k and sparse_top_k."""
+    if mode == VectorStoreQueryMode.HYBRID and query.hybrid_top_k:
+        return query.hybrid_top_k
+    if mode == VectorStoreQueryMode.TEXT_SEARCH and query.sparse_top_k:
+        return query.sparse_top_k
+    return query.similarity_top_k
 
 
 def answer(session: Session, plan: QueryPlan, vector: Vector) -> VectorStoreQueryResult:
     """Rank the session's documents for ``plan`` against the query ``vector``."""
     if plan.engine_can_run:
-        options = QueryOptions(top_k=plan.top_k, embedding=vector, filter=plan.selection.pushdown)
+        options = QueryOptions(
+            top_k=plan.top_k, embedding=vector, filter=plan.selection.pushdown, alpha=plan.alpha
+        )
         hits = session.sync.query(plan.text, options).docs
         return VectorStoreQueryResult(
             nodes=[doc_to_node(hit.id, hit.text, hit.metadata) for hit in hits],

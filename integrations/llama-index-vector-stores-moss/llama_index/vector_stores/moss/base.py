@@ -64,8 +64,13 @@ class MossVectorStore(BasePydanticVectorStore):
 
     Filters (``MetadataFilters`` with AND / OR / NOT, nested, every operator of
     llama-index-core 0.14) apply before ranking: a query returns the true top k of the matching
-    nodes. Query modes: ``DEFAULT`` and ``MMR`` (``mmr_threshold``, default 0.5). Similarities
-    are cosine similarities, also in MMR mode, where they do not decide the order.
+    nodes. Query modes: ``DEFAULT`` (vector), ``MMR`` (``mmr_threshold``, default 0.5),
+    ``TEXT_SEARCH`` (BM25 keyword search) and ``HYBRID`` (a weighted Reciprocal Rank Fusion of
+    both; ``alpha`` 1.0 is vector only, 0.0 keyword only, unset moss's default 0.4, the best on
+    SciFact). Similarities are cosine similarities in every mode, also where they do not decide
+    the order::
+
+        index.as_retriever(vector_store_query_mode="hybrid", alpha=0.4).retrieve("ORD-1234")
     Async twins: ``async_add``, ``adelete``, ``adelete_nodes``, ``aget_nodes``, ``aclear``,
     ``aquery``, ``apush``; ``await MossVectorStore.aopen(...)`` opens without blocking.
 
