@@ -22,8 +22,9 @@ from .errors import (
     ServiceUnavailableError,
     SnapshotError,
 )
-from .session import Session, SyncSession
+from .session import Session
 from .stores import FileStore, Store
+from .sync_session import SyncSession
 from .types import (
     AddResult,
     DocumentInfo,

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-import random
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -21,9 +19,11 @@ from .errors import ConflictError, InvalidArgumentError, MossError, ServiceUnava
 from .fusion import Candidates, candidate_depth, gather, rank, to_results
 from .keyword import KeywordIndex
 from .loading import Hydrator, Loaded
+from .refresh_policy import MERGE_ATTEMPTS, WATCH_TIMEOUT, gave_up, logger, merge_backoff
 from .snapshot import encode_snapshot
+from .sync_session import SyncSession
 from .types import AddResult, DocumentInfo, PushResult, QueryOptions, SearchResult
-from .validation import validate_doc_id, validate_top_k, validate_vector
+from .validation import validate_alpha, validate_doc_id, validate_top_k, validate_vector
 
 # Above this many documents, engine work in async methods moves to a worker thread so the
 # event loop keeps serving other tasks.
@@ -31,12 +31,6 @@ _OFFLOAD_THRESHOLD = 5_000
 
 _UPSERT = "upsert"
 _DELETE = "delete"
-# A merge push retries on conflict, replaying local changes onto each newer version.
-_MERGE_ATTEMPTS = 20
-# How long one watch request waits before asking again (also bounds how late close() is seen).
-_WATCH_TIMEOUT = 10.0
-
-logger = logging.getLogger("moss")
 
 
 class Session:
@@ -418,7 +412,7 @@ class Session:
         ``merge=True``, a push that finds a newer version replays this session's unpushed
         changes onto it and pushes again, so concurrent writers lose nothing.
         """
-        for attempt in range(_MERGE_ATTEMPTS):
+        for attempt in range(MERGE_ATTEMPTS):
             expected = self._merge_expected(expected_version, merge)
             chunks, mutations = await asyncio.to_thread(self._encode)
             try:
@@ -428,11 +422,11 @@ class Session:
             except ConflictError:
                 if not merge:
                     raise
-                await asyncio.sleep(random.uniform(0, 0.01 * attempt))
+                await asyncio.sleep(merge_backoff(attempt))
                 await self._arebase()
                 continue
             return self._pushed(info.version, info.doc_count, mutations)
-        raise _gave_up(self._name)
+        raise gave_up(self._name)
 
     async def _arebase(self) -> None:
         loaded = await self._hydrator.aload(self._name, None, self._model, newer_than=self._version)
@@ -459,7 +453,7 @@ class Session:
         while not self._closed:
             try:
                 latest = await self._store.awatch(
-                    self._project, self._name, after=self._version, timeout=_WATCH_TIMEOUT
+                    self._project, self._name, after=self._version, timeout=WATCH_TIMEOUT
                 )
                 if latest is not None and latest > self._version:
                     await self.refresh()
@@ -509,124 +503,6 @@ class Session:
         self._close()
 
 
-class SyncSession:
-    """The blocking view of a :class:`Session`: same methods, same state, no event loop."""
-
-    def __init__(self, session: Session) -> None:
-        self._session = session
-
-    def add_docs(self, docs: Iterable[DocumentInfo]) -> AddResult:
-        """Blocking twin of :meth:`Session.add_docs`."""
-        s = self._session
-        prepared = s._prepare_add(docs)
-        embedded = None
-        if prepared.missing_rows:
-            embedded = s._model.embed_documents(prepared.texts_to_embed)
-        return s._apply_add(prepared, embedded)
-
-    def delete_docs(self, ids: Iterable[str]) -> int:
-        """Blocking twin of :meth:`Session.delete_docs`."""
-        return self._session._delete(ids)
-
-    def get_docs(
-        self,
-        ids: Iterable[str] | None = None,
-        *,
-        filter: dict[str, Any] | None = None,
-        limit: int | None = None,
-        include_embeddings: bool = False,
-    ) -> list[DocumentInfo]:
-        """Blocking twin of :meth:`Session.get_docs`."""
-        return self._session._get(ids, filter, limit, include_embeddings)
-
-    def query(self, text: str, options: QueryOptions | None = None) -> SearchResult:
-        """Blocking twin of :meth:`Session.query`."""
-        s = self._session
-        started = time.perf_counter()
-        options = s._check_query(text, options)
-        vector = s._query_vector(options)
-        if vector is None and s._needs_query_embedding(options):
-            vector = s._model.embed_query(text)
-        return s._search(text, options, vector, started)
-
-    def push_index(self, expected_version: int | None = None, *, merge: bool = False) -> PushResult:
-        """Blocking twin of :meth:`Session.push_index`."""
-        s = self._session
-        for attempt in range(_MERGE_ATTEMPTS):
-            expected = s._merge_expected(expected_version, merge)
-            chunks, mutations = s._encode()
-            try:
-                info = s._store.put(s._project, s._name, chunks, expected_version=expected)
-            except ConflictError:
-                if not merge:
-                    raise
-                time.sleep(random.uniform(0, 0.01 * attempt))
-                self._rebase()
-                continue
-            return s._pushed(info.version, info.doc_count, mutations)
-        raise _gave_up(s._name)
-
-    def _rebase(self) -> None:
-        s = self._session
-        loaded = s._hydrator.load(s._name, None, s._model, newer_than=s._version)
-        if loaded is None and s._store.head(s._project, s._name) is None:
-            s._lost_index()
-        s._adopt(loaded, discard_changes=False)
-
-    def refresh(self, *, discard_changes: bool = False) -> bool:
-        """Blocking twin of :meth:`Session.refresh`."""
-        s = self._session
-        s._check_open()
-        loaded = s._hydrator.load(s._name, None, s._model, newer_than=s._version)
-        return s._adopt(loaded, discard_changes)
-
-    def _start_auto_refresh(self) -> None:
-        """Keep the session fresh from a daemon thread (no event loop needed)."""
-        thread = threading.Thread(
-            target=self._auto_refresh, name=f"moss-refresh-{self._session.name}", daemon=True
-        )
-        self._session._refresher = thread
-        thread.start()
-
-    def _auto_refresh(self) -> None:
-        s = self._session
-        delay = 0.1
-        while not s._closed:
-            try:
-                latest = s._store.watch(
-                    s._project, s._name, after=s._version, timeout=_WATCH_TIMEOUT
-                )
-                if latest is not None and latest > s._version and not s._closed:
-                    self.refresh()
-                delay = 0.1
-            except ServiceUnavailableError:
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
-            except Exception as exc:  # a background thread must not die of one bad round
-                if s._closed:
-                    return  # the client may already be closed under us
-                logger.warning("auto-refresh of index %r failed: %s", s._name, exc)
-                time.sleep(1.0)
-
-    def close(self) -> None:
-        """Blocking twin of :meth:`Session.close`."""
-        self._session._close()
-
-
-def validate_alpha(alpha: object) -> float:
-    """Check ``QueryOptions.alpha``: a number from 0.0 (keyword only) to 1.0 (vector only)."""
-    if (
-        isinstance(alpha, bool)
-        or not isinstance(alpha, (int, float))
-        or not 0.0 <= alpha <= 1.0  # also refuses NaN
-    ):
-        raise InvalidArgumentError(
-            f"alpha must be a number from 0.0 (keyword search only) to 1.0 (vector search only), "
-            f"got {alpha!r}"
-        )
-    return float(alpha)
-
-
 def _build_keywords(engine: Engine) -> KeywordIndex:
     return KeywordIndex.build(*_columns(engine.get()))
 
@@ -635,10 +511,3 @@ def _columns(
     docs: list[StoredDoc],
 ) -> tuple[list[str], list[str], list[dict[str, Any] | None]]:
     return [d.id for d in docs], [d.text for d in docs], [d.metadata for d in docs]
-
-
-def _gave_up(name: str) -> ConflictError:
-    return ConflictError(
-        f"index {name!r} kept changing: {_MERGE_ATTEMPTS} merge attempts all met a newer version; "
-        "push again later"
-    )

@@ -181,3 +181,17 @@ def validate_batch(docs: object) -> list[Any]:
             f"a batch holds at most {MAX_BATCH} documents, got {len(batch)}: split it into smaller batches"
         )
     return batch
+
+
+def validate_alpha(alpha: object) -> float:
+    """Check ``QueryOptions.alpha``: a number from 0.0 (keyword only) to 1.0 (vector only)."""
+    if (
+        isinstance(alpha, bool)
+        or not isinstance(alpha, (int, float))
+        or not 0.0 <= alpha <= 1.0  # also refuses NaN
+    ):
+        raise InvalidArgumentError(
+            f"alpha must be a number from 0.0 (keyword search only) to 1.0 (vector search only), "
+            f"got {alpha!r}"
+        )
+    return float(alpha)
