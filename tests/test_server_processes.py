@@ -69,7 +69,9 @@ def test_server_killed_mid_upload_keeps_the_previous_version(tmp_path: Path) -> 
 
 def _peak_memory(pid: int) -> int:
     status = Path(f"/proc/{pid}/status").read_text()
-    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))) << 10
+    return (
+        int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))) << 10
+    )
 
 
 def test_uploads_stream_through_bounded_memory(tmp_path: Path) -> None:
