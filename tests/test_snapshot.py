@@ -170,7 +170,7 @@ def test_header_describes_the_blob() -> None:
     )
     assert (HEADER.dimension, HEADER.count) == (3, 5)
     assert HEADER.total_size == len(BLOB)
-    assert list(HEADER.sections) == ["vectors", "documents"]
+    assert list(HEADER.sections) == ["vectors", "documents", "documents_index"]
     for info in HEADER.sections.values():
         assert info.offset % 64 == 0
         assert info.checksum == xxhash.xxh3_64_hexdigest(
@@ -602,3 +602,227 @@ def test_any_documents_json_is_accepted_or_refused_cleanly(value: Any) -> None:
     blob = assemble(standard(orjson.dumps(value)))
     with contextlib.suppress(SnapshotError):
         decode_bytes(blob)
+
+
+# int8 sections and older snapshots ----------------------------------------------------------
+
+# A format-1 snapshot written before the int8 sections existed (2 documents, dimension 2).
+GOLDEN_V1 = (
+    "TU9TU1NOQVABAAAAKwEAAPLdtMr0WSWSeyJpbmRleF9uYW1lIjoiZ29sZGVuIiwibW9kZWxfaWQiOiJjdXN0b20iLCJt"
+    "b2RlbF9hcnRpZmFjdCI6IiIsImRpbWVuc2lvbiI6MiwiY291bnQiOjIsImNyZWF0ZWRfYXQiOjE3OTU2MjM4NDEuODY3"
+    "NTM3NywiY2hlY2tzdW1fYWxnb3JpdGhtIjoieHhoM182NCIsInNlY3Rpb25zIjp7InZlY3RvcnMiOnsib2Zmc2V0Ijoz"
+    "ODQsImxlbmd0aCI6MTYsImNoZWNrc3VtIjoiM2VmYzUzMjViYjBlOTI3ZSJ9LCJkb2N1bWVudHMiOnsib2Zmc2V0Ijo0"
+    "NDgsImxlbmd0aCI6NzAsImNoZWNrc3VtIjoiOTlkZjdmN2NlZTdlMDk2NCJ9fX0AAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAmpkZP83MTD8AAIA/AAAAAAAAAAAAAAAAAAAAAAAA"
+    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAHsiaWRzIjpbImEiLCJiIl0sInRleHRzIjpbImZpcnN0Iiwi"
+    "c2Vjb25kIl0sIm1ldGFkYXRhIjpbeyJrIjoxfSxudWxsXX0="
+)
+
+
+def test_snapshots_written_before_int8_still_open_in_either_precision() -> None:
+    import base64
+
+    from moss.engine import Engine
+
+    data = decode_bytes(base64.b64decode(GOLDEN_V1))
+    assert data.precision == "float32" and data.int8 is None
+    assert data.ids == ["a", "b"] and data.metadata == [{"k": 1}, None]
+    assert np.allclose(data.vectors, [[0.6, 0.8], [1.0, 0.0]])
+    engine = Engine.from_arrays(
+        data.vectors, data.ids, data.texts, data.metadata, precision="int8", int8=data.int8
+    )
+    assert engine.precision == "int8"  # quantised on open
+    assert [doc.id for doc, _ in engine.search(np.array([1.0, 0.0], np.float32), 2)] == ["b", "a"]
+
+
+def int8_snapshot(count: int, dimension: int = 2, seed: int = 0) -> tuple[Any, bytes]:
+    from moss.quantize import Int8Index
+
+    vectors = make_vectors(count, dimension, seed)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    codes = Int8Index.build(vectors).export()
+    _, chunks = encode_snapshot(
+        index_name="notes",
+        model_id="custom",
+        model_artifact="",
+        vectors=vectors,
+        ids=[f"d{i}" for i in range(count)],
+        texts=["t"] * count,
+        metadata=[None] * count,
+        int8=codes,
+    )
+    return codes, b"".join(bytes(chunk) for chunk in chunks)
+
+
+@pytest.mark.parametrize("sizes", [[1 << 20], [7919], [1, 64, 100_003]])
+def test_int8_sections_round_trip_across_blocks(sizes: list[int]) -> None:
+    from moss.quantize import BLOCK
+
+    codes, blob = int8_snapshot(BLOCK + 5)
+    data = feed_all(blob, sizes)
+    assert data.precision == "int8"
+    assert [block.shape for block in data.int8.blocks] == [(2, BLOCK), (2, 5)]
+    assert all(np.array_equal(a, b) for a, b in zip(data.int8.blocks, codes.blocks, strict=True))
+    assert np.array_equal(data.int8.scales, codes.scales)
+    assert list(data.header.sections) == [
+        "vectors",
+        "documents",
+        "documents_index",
+        "vectors_int8",
+        "vectors_int8_scales",
+    ]
+
+
+def test_int8_sections_are_checked_but_not_kept_when_not_wanted() -> None:
+    _, blob = int8_snapshot(10)
+    assert feed_all(blob, keep_int8=False).int8 is None
+    header = feed_all(blob, keep_data=False)
+    corrupt = bytearray(blob)
+    corrupt[header.sections["vectors_int8"].offset + 3] ^= 1
+    with pytest.raises(SnapshotError, match="'vectors_int8'"):
+        feed_all(bytes(corrupt), keep_int8=False)
+
+
+def test_encode_refuses_codes_of_other_vectors() -> None:
+    codes, _ = int8_snapshot(10)
+    with pytest.raises(InvalidArgumentError, match="int8 codes do not fit"):
+        encode(make_vectors(5, 2), int8=codes)
+
+
+CODES_2x2 = bytes([10, 127, 0, 3])  # dimension-major: (dimension 0: 10, 127), (dimension 1: ...)
+SCALES_2 = np.array([127.0, 2.5], dtype="<f4").tobytes()
+
+
+def test_int8_sections_from_the_spec_alone() -> None:
+    sections = [*standard(), ("vectors_int8", CODES_2x2), ("vectors_int8_scales", SCALES_2)]
+    data = decode_bytes(assemble(sections))
+    assert data.int8 is not None
+    assert data.int8.blocks[0].tolist() == [[10, 127], [0, 3]]
+    assert data.int8.scales.tolist() == [127.0, 2.5]
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        ([("vectors_int8", CODES_2x2)], "only one of the sections"),
+        ([("vectors_int8_scales", SCALES_2)], "only one of the sections"),
+        ([("vectors_int8", CODES_2x2[:3]), ("vectors_int8_scales", SCALES_2)], "int8 sections"),
+        ([("vectors_int8", CODES_2x2), ("vectors_int8_scales", SCALES_2 + b"\0" * 4)], "int8"),
+        (
+            [
+                ("vectors_int8", CODES_2x2),
+                ("vectors_int8_scales", np.array([1, 0], "<f4").tobytes()),
+            ],
+            "finite and positive",
+        ),
+        (
+            [
+                ("vectors_int8", CODES_2x2),
+                ("vectors_int8_scales", np.array([1, np.nan], "<f4").tobytes()),
+            ],
+            "finite and positive",
+        ),
+    ],
+)
+def test_inconsistent_int8_sections_are_refused(extra: list[tuple[str, bytes]], match: str) -> None:
+    with pytest.raises(SnapshotError, match=match):
+        decode_bytes(assemble([*standard(), *extra]))
+
+
+# Lazy documents (the documents_index section) -------------------------------------------------
+
+
+def test_documents_are_decoded_lazily_and_equal_the_eager_parse() -> None:
+    from moss.snapshot import LazyColumn
+
+    lazy = decode_bytes(BLOB)
+    eager = feed_all(BLOB, lazy_documents=False)
+    assert isinstance(lazy.texts, LazyColumn) and isinstance(lazy.metadata, LazyColumn)
+    assert type(eager.texts) is list and type(eager.metadata) is list
+    assert lazy.ids == eager.ids == IDS
+    assert [lazy.texts[i] for i in range(len(IDS))] == TEXTS == eager.texts
+    assert [lazy.metadata[i] for i in range(len(IDS))] == METADATA
+    assert lazy.texts[-1] == TEXTS[-1] and lazy.metadata[1:3] == METADATA[1:3]
+    assert lazy.texts.materialize() == TEXTS and list(lazy.metadata) == METADATA
+    with pytest.raises(IndexError):
+        lazy.texts[len(IDS)]
+
+
+def test_engine_reads_writes_and_exports_lazy_documents() -> None:
+    from moss.engine import Engine
+
+    data = decode_bytes(BLOB)
+    engine = Engine.from_arrays(data.vectors, data.ids, data.texts, data.metadata)
+    for doc, _ in engine.search(np.array([0.6, 0.0, 0.8], np.float32), 5):
+        row = IDS.index(doc.id)
+        assert (doc.text, doc.metadata) == (TEXTS[row], METADATA[row])
+    assert [doc.text for doc in engine.get([IDS[1], IDS[4]])] == [TEXTS[1], TEXTS[4]]
+    assert [doc.id for doc in engine.get(filter={"zero": 0})] == [IDS[3]]
+    engine.upsert(["new"], ["added"], [{"k": 1}], np.ones((1, 3), np.float32) / np.sqrt(3))
+    engine.delete([IDS[0]])
+    _, ids, texts, metadata = engine.export()
+    assert sorted(zip(ids, texts, map(str, metadata), strict=True)) == sorted(
+        zip(
+            [*IDS[1:], "new"],
+            [*TEXTS[1:], "added"],
+            map(str, [*METADATA[1:], {"k": 1}]),
+            strict=True,
+        )
+    )
+
+
+def indexed(texts: list[bytes], metadata: list[bytes]) -> tuple[bytes, list[int]]:
+    """A documents section built by hand, and its index (as a list of offsets)."""
+    ids = b'["a","b"]'
+    head = b'{"ids":' + ids + b',"texts":['
+    middle = b'],"metadata":['
+    raw = head + b",".join(texts) + middle + b",".join(metadata) + b"]}"
+    bounds_t = [len(head)]
+    for value in texts:
+        bounds_t.append(bounds_t[-1] + len(value) + 1)
+    bounds_m = [bounds_t[-1] + len(middle) - 1]
+    for value in metadata:
+        bounds_m.append(bounds_m[-1] + len(value) + 1)
+    return raw, [7, 7 + len(ids), *bounds_t, *bounds_m]
+
+
+def with_index(raw: bytes, index: list[int]) -> bytes:
+    offsets = np.array(index, dtype="<u8").tobytes()
+    return assemble([("vectors", VECTORS_2x2), ("documents", raw), ("documents_index", offsets)])
+
+
+def test_hand_built_index_is_read() -> None:
+    raw, index = indexed([b'"x"', b'"y,]"'], [b"null", b'{"k":[1,2]}'])
+    data = decode_bytes(with_index(raw, index))
+    assert data.ids == ["a", "b"]
+    assert (data.texts[1], data.metadata[1]) == ("y,]", {"k": [1, 2]})
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (lambda ix: ix[:-1], "holds 7 offsets"),
+        (lambda ix: [*ix[:-1], 10_000], "outside its section"),
+        (lambda ix: [ix[0], ix[1], ix[2] + 1, *ix[3:]], "does not match"),
+        (lambda ix: [ix[0], ix[1], ix[2], ix[2], *ix[4:]], "overlapping"),
+        (lambda ix: [ix[1], ix[0], *ix[2:]], "ids range"),
+    ],
+)
+def test_inconsistent_documents_index_is_refused(
+    change: Callable[[list[int]], list[int]], match: str
+) -> None:
+    raw, index = indexed([b'"x"', b'"y"'], [b"null", b"{}"])
+    with pytest.raises(SnapshotError, match=match):
+        decode_bytes(with_index(raw, change(index)))
+
+
+def test_a_lazy_value_of_the_wrong_type_is_refused_when_read() -> None:
+    raw, index = indexed([b'"x"', b"17"], [b"[]", b"{}"])
+    data = decode_bytes(with_index(raw, index))
+    assert data.texts[0] == "x"
+    with pytest.raises(SnapshotError, match="texts must be strings"):
+        data.texts[1]
+    with pytest.raises(SnapshotError, match="metadata must be a JSON object"):
+        data.metadata[0]
+    with pytest.raises(SnapshotError, match="texts must be strings"):
+        data.texts.materialize()

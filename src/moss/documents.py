@@ -10,6 +10,7 @@ import numpy.typing as npt
 
 from .embeddings import EmbeddingModel, normalize_rows
 from .errors import InvalidArgumentError
+from .gc_pause import gc_paused
 from .types import DocumentInfo
 from .validation import (
     validate_batch,
@@ -42,6 +43,11 @@ class PreparedDocs:
 
 def prepare_docs(docs: object, model: EmbeddingModel, dimension: int | None) -> PreparedDocs:
     """Validate a batch of documents; raise InvalidArgumentError naming the first bad one."""
+    with gc_paused():  # builds only acyclic lists: spare the collector's full-heap walks
+        return _prepare_docs(docs, model, dimension)
+
+
+def _prepare_docs(docs: object, model: EmbeddingModel, dimension: int | None) -> PreparedDocs:
     batch = validate_batch(docs)
     ids: list[str] = []
     texts: list[str] = []

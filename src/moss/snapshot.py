@@ -4,6 +4,7 @@ Layout (spec in ``docs/snapshot-format.md``)::
 
     magic b"MOSSSNAP" | format version u32 | header length u32 | header xxh3_64 u64
     header JSON | zero padding to 64 | vectors (float32 LE) | padding | documents (JSON)
+    [| padding | vectors_int8 (int8 codes) | padding | vectors_int8_scales (float32 LE)]
 
 Writing::
 
@@ -34,7 +35,15 @@ import numpy.typing as npt
 import xxhash
 
 from .errors import InvalidArgumentError, SnapshotError
-from .snapshot_documents import Metadata, encode_documents, parse_documents
+from .quantize import BLOCK, Int8Codes, block_widths
+from .snapshot_documents import (
+    INDEX_SECTION,
+    LazyColumn,
+    Metadata,
+    encode_documents,
+    parse_documents,
+    parse_indexed_documents,
+)
 from .snapshot_header import (
     FORMAT_VERSION,
     MAX_DIMENSION,
@@ -59,22 +68,38 @@ __all__ = [
     "SnapshotData",
     "SnapshotHeader",
     "SnapshotReader",
+    "INT8_SECTIONS",
+    "LazyColumn",
     "decode_snapshot",
     "encode_snapshot",
     "read_header",
 ]
 
 
+#: The optional sections of an int8 index: its codes, then its per-dimension scales.
+INT8_SECTIONS = ("vectors_int8", "vectors_int8_scales")
+
+
 @dataclass
 class SnapshotData:
     """A decoded snapshot: its header, an owned writeable (count, dimension) float32 array,
-    and the documents as three parallel lists."""
+    the documents as three parallel columns, and the int8 codes if the index stores them.
+
+    Texts and metadata are lists, or :class:`LazyColumn` views decoded as they are read when
+    the snapshot has a ``documents_index`` section.
+    """
 
     header: SnapshotHeader
     vectors: npt.NDArray[np.float32]
     ids: list[str]
-    texts: list[str]
-    metadata: list[Metadata]
+    texts: list[str] | LazyColumn[str]
+    metadata: list[Metadata] | LazyColumn[Metadata]
+    int8: Int8Codes | None = None
+
+    @property
+    def precision(self) -> str:
+        """``"int8"`` if the snapshot holds int8 codes, else ``"float32"``."""
+        return "float32" if self.int8 is None else "int8"
 
 
 def encode_snapshot(
@@ -87,13 +112,16 @@ def encode_snapshot(
     texts: Sequence[str],
     metadata: Sequence[Metadata],
     chunk_size: int = 8 << 20,
+    int8: Int8Codes | None = None,
 ) -> tuple[SnapshotHeader, Iterator[bytes | memoryview]]:
     """Encode an index version; return its header (total size included) and its byte chunks.
 
     The vectors are streamed as memoryview slices of the array, not copied (unless they are not
     C-contiguous little-endian float32 already): do not modify the array in place until the
     chunks are consumed, or readers will see a checksum mismatch. The documents section is
-    encoded once, up front. Raises :class:`InvalidArgumentError` for inputs the format cannot hold.
+    encoded once, up front. ``int8`` codes of the same vectors (``Engine.export_all``) add the
+    optional int8 sections, so readers open the index in int8 without quantising it again.
+    Raises :class:`InvalidArgumentError` for inputs the format cannot hold.
     """
     validate_name(index_name)
     _check_model_field("model_id", model_id, allow_empty=False)
@@ -105,7 +133,19 @@ def encode_snapshot(
     array = _vectors_array(vectors)
     count, dimension = array.shape
     vector_bytes = memoryview(array.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
-    documents = encode_documents(count, ids, texts, metadata)
+    documents, index = encode_documents(count, ids, texts, metadata)
+    sections: list[tuple[str, list[memoryview]]] = [
+        ("vectors", [vector_bytes]),
+        ("documents", [memoryview(documents)]),
+    ]
+    if index:
+        sections.append((INDEX_SECTION, [memoryview(index)]))
+    if int8 is not None:
+        int8.check(count, dimension)
+        scales = np.ascontiguousarray(int8.scales, dtype="<f4")
+        blocks = [_byte_view(block.reshape(-1).view(np.uint8)) for block in int8.blocks]
+        sections.append(("vectors_int8", blocks))
+        sections.append(("vectors_int8_scales", [_byte_view(scales.view(np.uint8))]))
     header, head = build_header(
         index_name=index_name,
         model_id=model_id,
@@ -113,23 +153,31 @@ def encode_snapshot(
         dimension=dimension,
         count=count,
         created_at=time.time(),
-        sections=[
-            ("vectors", len(vector_bytes), checksum(vector_bytes)),
-            ("documents", len(documents), checksum(documents)),
-        ],
+        sections=[(name, sum(map(len, parts)), _checksum_parts(parts)) for name, parts in sections],
     )
-    return header, _chunks(head, [vector_bytes, memoryview(documents)], chunk_size)
+    return header, _chunks(head, [parts for _, parts in sections], chunk_size)
+
+
+def _checksum_parts(parts: list[memoryview]) -> str:
+    if len(parts) == 1:
+        return checksum(parts[0])
+    hasher = xxhash.xxh3_64()
+    for part in parts:
+        hasher.update(part)
+    return hasher.hexdigest()
 
 
 def _chunks(
-    head: bytes, sections: list[memoryview], chunk_size: int
+    head: bytes, sections: list[list[memoryview]], chunk_size: int
 ) -> Iterator[bytes | memoryview]:
     yield head
-    for index, data in enumerate(sections):
-        for start in range(0, len(data), chunk_size):
-            yield data[start : start + chunk_size]
+    for index, parts in enumerate(sections):
+        for data in parts:
+            for start in range(0, len(data), chunk_size):
+                yield data[start : start + chunk_size]
         if index < len(sections) - 1:
-            padding = align(len(data)) - len(data)
+            length = sum(map(len, parts))
+            padding = align(length) - length
             if padding:
                 yield bytes(padding)
 
@@ -169,8 +217,18 @@ class SnapshotReader:
         keep_data: bool = True,
         expected_name: str | None = None,
         max_size: int | None = None,
+        keep_int8: bool = True,
+        lazy_documents: bool = True,
     ) -> None:
         self._keep_data = keep_data
+        # Without keep_int8, int8 sections are checked but not kept (an index opened in float32).
+        self._keep_int8 = keep_data and keep_int8
+        self._int8_blocks: list[npt.NDArray[np.int8]] = []
+        self._int8_bytes: list[npt.NDArray[np.uint8]] = []
+        self._int8_scales = bytearray()
+        # With a documents index, texts and metadata are decoded when read (see LazyColumn).
+        self._lazy_documents = lazy_documents
+        self._documents_index = bytearray()
         self._expected_name = expected_name
         self._max_size = max_size
         self._head = bytearray()
@@ -185,7 +243,6 @@ class SnapshotReader:
         self._vectors: npt.NDArray[np.float32] | None = None
         self._vector_bytes: npt.NDArray[np.uint8] | None = None
         self._documents = bytearray()
-        self._parsed: tuple[list[str], list[str], list[Metadata]] | None = None
         self._error: SnapshotError | None = None
 
     @property
@@ -219,9 +276,26 @@ class SnapshotReader:
             raise self._error
         if not self._keep_data:
             return header
-        assert self._vectors is not None and self._parsed is not None  # set with the header
-        ids, texts, metadata = self._parsed
-        return SnapshotData(header, self._vectors, ids, texts, metadata)
+        assert self._vectors is not None  # allocated with the header
+        ids, texts, metadata = self._parse_documents(header)
+        int8 = None
+        if self._keep_int8 and "vectors_int8" in header.sections:
+            scales = np.frombuffer(bytes(self._int8_scales), dtype="<f4").astype(np.float32)
+            int8 = Int8Codes(blocks=self._int8_blocks, scales=scales, count=header.count)
+        return SnapshotData(header, self._vectors, ids, texts, metadata, int8)
+
+    def _parse_documents(
+        self, header: SnapshotHeader
+    ) -> tuple[list[str], list[str] | LazyColumn[str], list[Metadata] | LazyColumn[Metadata]]:
+        raw = bytes(self._documents)
+        self._documents = bytearray()
+        try:
+            if self._lazy_documents and INDEX_SECTION in header.sections and header.count:
+                return parse_indexed_documents(raw, bytes(self._documents_index), header.count)
+            return parse_documents(raw, header.count)
+        except SnapshotError as exc:
+            self._error = exc
+            raise
 
     def _consume(self, view: memoryview) -> memoryview:
         """Consume a prefix of ``view``; return the rest."""
@@ -276,6 +350,8 @@ class SnapshotReader:
             position = info.offset + info.length
         if self._keep_data:
             self._allocate(header)
+            if self._keep_int8 and "vectors_int8" in header.sections:
+                self._allocate_int8(header)
         self._head = bytearray()
         self._header = header
         self._skip_finished_regions()
@@ -290,6 +366,16 @@ class SnapshotReader:
             ) from exc
         self._vector_bytes = self._vectors.reshape(-1).view(np.uint8)
 
+    def _allocate_int8(self, header: SnapshotHeader) -> None:
+        try:
+            self._int8_blocks = [
+                np.empty((header.dimension, width), dtype=np.int8)
+                for width in block_widths(header.count)
+            ]
+        except MemoryError as exc:
+            raise SnapshotError(f"not enough memory for {header.count} int8 codes") from exc
+        self._int8_bytes = [block.reshape(-1).view(np.uint8) for block in self._int8_blocks]
+
     def _store(self, name: str, part: memoryview) -> None:
         self._hasher.update(part)
         if not self._keep_data:
@@ -300,6 +386,25 @@ class SnapshotReader:
             self._vector_bytes[self._region_pos : end] = np.frombuffer(part, dtype=np.uint8)
         elif name == "documents":
             self._documents += part
+        elif name == INDEX_SECTION and self._lazy_documents:
+            self._documents_index += part
+        elif name == "vectors_int8" and self._keep_int8:
+            self._store_int8(part)
+        elif name == "vectors_int8_scales" and self._keep_int8:
+            self._int8_scales += part
+
+    def _store_int8(self, part: memoryview) -> None:
+        """Copy ``part`` into the blocks: every block but the last holds BLOCK x dimension bytes."""
+        assert self._header is not None
+        block_bytes = BLOCK * self._header.dimension
+        position = self._region_pos
+        while part:
+            block, offset = divmod(position, block_bytes)
+            target = self._int8_bytes[block]
+            take = min(len(part), len(target) - offset)
+            target[offset : offset + take] = np.frombuffer(part[:take], dtype=np.uint8)
+            part = part[take:]
+            position += take
 
     def _skip_finished_regions(self) -> None:
         """Close every region that is complete (zero-length ones included)."""
@@ -320,10 +425,12 @@ class SnapshotReader:
                 f"checksum mismatch in snapshot section {name!r} (header says {digest}, data "
                 f"hashes to {actual}): the data is corrupt; read another version or push again"
             )
-        if name == "documents" and self._keep_data:
-            assert self._header is not None
-            self._parsed = parse_documents(self._documents, self._header.count)
-            self._documents = bytearray()
+        if name == "vectors_int8_scales" and self._keep_int8:
+            scales = np.frombuffer(bytes(self._int8_scales), dtype="<f4")
+            if not np.all(np.isfinite(scales)) or not np.all(scales > 0):
+                raise SnapshotError(
+                    "snapshot int8 scales must be finite and positive: the data is corrupt"
+                )
 
 
 def _byte_view(chunk: object) -> memoryview:

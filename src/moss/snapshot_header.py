@@ -202,6 +202,7 @@ def parse_header(
             f"vectors section is {vectors.length} bytes; {count} x {dimension} float32 "
             f"need {count * dimension * 4}: the header is inconsistent"
         )
+    _check_int8_sections(sections, count, dimension)
     return SnapshotHeader(
         format_version=version,
         index_name=name,
@@ -213,6 +214,24 @@ def parse_header(
         sections=sections,
         total_size=total_size,
     )
+
+
+def _check_int8_sections(sections: dict[str, SectionInfo], count: int, dimension: int) -> None:
+    """The int8 sections come as a pair, each of its exact size (docs/snapshot-format.md)."""
+    codes, scales = sections.get("vectors_int8"), sections.get("vectors_int8_scales")
+    if codes is None and scales is None:
+        return
+    if codes is None or scales is None:
+        raise SnapshotError(
+            "snapshot has only one of the sections 'vectors_int8' and 'vectors_int8_scales': "
+            "the header is inconsistent"
+        )
+    if codes.length != count * dimension or scales.length != dimension * 4:
+        raise SnapshotError(
+            f"int8 sections are {codes.length} and {scales.length} bytes; {count} x {dimension} "
+            f"codes and {dimension} float32 scales need {count * dimension} and "
+            f"{dimension * 4}: the header is inconsistent"
+        )
 
 
 def _int_field(fields: dict[str, Any], key: str, low: int, high: int) -> int:

@@ -7,6 +7,7 @@ import importlib.resources
 import os
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -89,8 +90,17 @@ class _Runtime:
         if not texts:
             return out
         ids = [encoding.ids for encoding in self._tokenizer.encode_batch(texts)]
-        for rows in _batches(ids):
+        batches = _batches(ids)
+
+        def run(rows: list[int]) -> None:
             out[rows] = self._run([ids[i] for i in rows])
+
+        if len(batches) == 1:
+            run(batches[0])
+        else:
+            # Batches run side by side, one per core (onnxruntime releases the GIL); map()
+            # re-raises the first failure.
+            list(_pool().map(run, batches))
         return out
 
     def _run(self, ids: list[list[int]]) -> FloatArray:
@@ -133,7 +143,10 @@ def _mean_pool(hidden: npt.NDArray[Any], mask: npt.NDArray[np.int64]) -> FloatAr
 
 def _session_options(ort: Any) -> Any:
     options = ort.SessionOptions()
-    options.intra_op_num_threads = _threads()
+    # One thread per run, and runs in parallel (see _pool): measured on 2 cores with 3,000
+    # WordNet glosses, one 2-thread run at a time took 11.4-13.9 s, as long as one 1-thread run
+    # (11.9 s), while two 1-thread runs side by side took 7.5-8.3 s.
+    options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     # Without spinning, idle worker threads sleep instead of burning cores that the
@@ -183,6 +196,19 @@ def _load() -> _Runtime:
 
 _lock = threading.Lock()
 _loaded: _Runtime | None = None
+_workers: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    """The threads that run embedding batches side by side (one per core, up to 8)."""
+    global _workers
+    pool = _workers
+    if pool is None:
+        with _lock:
+            if _workers is None:
+                _workers = ThreadPoolExecutor(_threads(), thread_name_prefix="moss-embed")
+            pool = _workers
+    return pool
 
 
 def _runtime() -> _Runtime:
