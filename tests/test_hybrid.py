@@ -287,3 +287,26 @@ def test_keyword_search_finds_exact_codes_that_the_real_model_misses(
     # Near-identical codes embed alike: the model ranks a sibling first; BM25 and the blend do not.
     assert top == {1.0: top[1.0], 0.0: wanted, QueryOptions().alpha: wanted}
     assert top[1.0] != wanted
+
+
+async def test_pushed_keyword_index_is_carried_and_ranks_identically(tmp_path: Path) -> None:
+    client = MossClient("carry", store=FileStore(tmp_path / "carry"))
+    session = await client.session("kw", model_id="custom")
+    rng = np.random.default_rng(3)
+    await session.add_docs(
+        [
+            DocumentInfo(
+                id=f"d{i}",
+                text=f"ticket {i} code ERR-{i % 7} refund",
+                embedding=rng.standard_normal(8),
+            )
+            for i in range(40)
+        ]
+    )
+    options = QueryOptions(top_k=10, alpha=0.0, embedding=rng.standard_normal(8))
+    before = await session.query("ERR-3 refund", options)  # builds the keyword index
+    await session.push_index()
+    reopened = await client.session("kw")
+    assert reopened._keywords is not None  # carried by the snapshot, not rebuilt
+    after = await reopened.query("ERR-3 refund", options)
+    assert [(d.id, d.score) for d in after.docs] == [(d.id, d.score) for d in before.docs]

@@ -110,6 +110,7 @@ class MossClient:
                 engine=loaded.engine,
                 version=loaded.version,
                 stale=loaded.stale,
+                keywords=loaded.keywords,
             )
         self._opened[name] = session
         return session

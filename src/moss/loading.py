@@ -22,6 +22,8 @@ from .errors import (
     ServiceUnavailableError,
     SnapshotError,
 )
+from .keyword import KeywordIndex
+from .keyword_io import decode_keywords
 from .snapshot import SnapshotData, SnapshotHeader, SnapshotReader
 from .stores.base import Store
 from .stores.chunks import CHUNK_SIZE
@@ -95,6 +97,7 @@ class Loaded:
     engine: Engine
     version: int
     stale: bool = False
+    keywords: KeywordIndex | None = None
 
 
 class Decoder:
@@ -115,8 +118,14 @@ class Decoder:
         data = self._reader.finish()
         assert isinstance(data, SnapshotData)
         bound = self._bound or model_for_header(data.header, self._model_id, self._model)
+        keywords = None
+        if data.keywords is not None:
+            try:  # before from_arrays, which adopts the columns
+                keywords = decode_keywords(data.keywords, data.ids, data.metadata)
+            except SnapshotError:
+                keywords = None  # checksummed, so only a writer bug lands here: rebuild lazily
         engine = Engine.from_arrays(data.vectors, data.ids, data.texts, data.metadata)
-        return Loaded(bound, engine, version, stale)
+        return Loaded(bound, engine, version, stale, keywords)
 
 
 def _file_chunks(handle: BinaryIO) -> Iterator[bytes]:

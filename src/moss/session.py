@@ -18,6 +18,7 @@ from .engine import Engine, StoredDoc
 from .errors import ConflictError, InvalidArgumentError, MossError, ServiceUnavailableError
 from .fusion import Candidates, candidate_depth, gather, rank, to_results
 from .keyword import KeywordIndex
+from .keyword_io import encode_keywords
 from .loading import Hydrator, Loaded
 from .refresh_policy import MERGE_ATTEMPTS, WATCH_TIMEOUT, gave_up, logger, merge_backoff
 from .snapshot import encode_snapshot
@@ -55,6 +56,7 @@ class Session:
         engine: Engine | None,
         version: int,
         stale: bool = False,
+        keywords: KeywordIndex | None = None,
     ) -> None:
         self._name = name
         self._hydrator = hydrator
@@ -64,7 +66,7 @@ class Session:
         self._engine = engine
         # The BM25 index of the engine's documents, built at the first query with alpha < 1
         # (vector-only sessions never pay for it), then kept current by every write.
-        self._keywords: KeywordIndex | None = None
+        self._keywords = keywords  # built at the first keyword query unless a snapshot carried it
         self._version = version
         self._stale = stale
         self._refresher: asyncio.Task[None] | threading.Thread | None = None
@@ -292,6 +294,8 @@ class Session:
                     )
                 engine = self._engine = Engine(self._model.dimension)
             vectors, ids, texts, metadata = engine.export()
+            # A session that used keyword search carries its index, so readers skip the rebuild.
+            keywords = encode_keywords(self._keywords, ids) if self._keywords is not None else None
             mutations = self._mutations
         _, chunks = encode_snapshot(
             index_name=self._name,
@@ -301,6 +305,7 @@ class Session:
             ids=ids,
             texts=texts,
             metadata=metadata,
+            keywords=keywords,
         )
         return chunks, mutations
 
@@ -333,7 +338,9 @@ class Session:
         engine = loaded.engine
         # A session that uses keyword search gets the new version's index built here, outside
         # the lock (nobody else sees this engine yet), rather than at its next query.
-        keywords = _build_keywords(engine) if self._keywords is not None else None
+        keywords = loaded.keywords
+        if keywords is None and self._keywords is not None:
+            keywords = _build_keywords(engine)
         with self._lock:
             local = self._engine
             if discard_changes:

@@ -78,6 +78,8 @@ __all__ = [
 
 #: The optional sections of an int8 index: its codes, then its per-dimension scales.
 INT8_SECTIONS = ("vectors_int8", "vectors_int8_scales")
+#: The optional section carrying the keyword (BM25) index, so opening need not rebuild it.
+KEYWORDS_SECTION = "keywords"
 
 
 @dataclass
@@ -95,6 +97,7 @@ class SnapshotData:
     texts: list[str] | LazyColumn[str]
     metadata: list[Metadata] | LazyColumn[Metadata]
     int8: Int8Codes | None = None
+    keywords: bytes | None = None
 
     @property
     def precision(self) -> str:
@@ -113,6 +116,7 @@ def encode_snapshot(
     metadata: Sequence[Metadata],
     chunk_size: int = 8 << 20,
     int8: Int8Codes | None = None,
+    keywords: bytes | None = None,
 ) -> tuple[SnapshotHeader, Iterator[bytes | memoryview]]:
     """Encode an index version; return its header (total size included) and its byte chunks.
 
@@ -120,8 +124,9 @@ def encode_snapshot(
     C-contiguous little-endian float32 already): do not modify the array in place until the
     chunks are consumed, or readers will see a checksum mismatch. The documents section is
     encoded once, up front. ``int8`` codes of the same vectors (``Engine.export_all``) add the
-    optional int8 sections, so readers open the index in int8 without quantising it again.
-    Raises :class:`InvalidArgumentError` for inputs the format cannot hold.
+    optional int8 sections, so readers open the index in int8 without quantising it again;
+    ``keywords`` (``moss.keyword_io.encode_keywords``) adds the optional keyword-index section,
+    so readers need not rebuild it. Raises :class:`InvalidArgumentError` for inputs the format cannot hold.
     """
     validate_name(index_name)
     _check_model_field("model_id", model_id, allow_empty=False)
@@ -146,6 +151,8 @@ def encode_snapshot(
         blocks = [_byte_view(block.reshape(-1).view(np.uint8)) for block in int8.blocks]
         sections.append(("vectors_int8", blocks))
         sections.append(("vectors_int8_scales", [_byte_view(scales.view(np.uint8))]))
+    if keywords:
+        sections.append((KEYWORDS_SECTION, [memoryview(keywords)]))
     header, head = build_header(
         index_name=index_name,
         model_id=model_id,
@@ -226,6 +233,7 @@ class SnapshotReader:
         self._int8_blocks: list[npt.NDArray[np.int8]] = []
         self._int8_bytes: list[npt.NDArray[np.uint8]] = []
         self._int8_scales = bytearray()
+        self._keywords = bytearray()
         # With a documents index, texts and metadata are decoded when read (see LazyColumn).
         self._lazy_documents = lazy_documents
         self._documents_index = bytearray()
@@ -282,7 +290,8 @@ class SnapshotReader:
         if self._keep_int8 and "vectors_int8" in header.sections:
             scales = np.frombuffer(bytes(self._int8_scales), dtype="<f4").astype(np.float32)
             int8 = Int8Codes(blocks=self._int8_blocks, scales=scales, count=header.count)
-        return SnapshotData(header, self._vectors, ids, texts, metadata, int8)
+        keywords = bytes(self._keywords) if KEYWORDS_SECTION in header.sections else None
+        return SnapshotData(header, self._vectors, ids, texts, metadata, int8, keywords)
 
     def _parse_documents(
         self, header: SnapshotHeader
@@ -392,6 +401,8 @@ class SnapshotReader:
             self._store_int8(part)
         elif name == "vectors_int8_scales" and self._keep_int8:
             self._int8_scales += part
+        elif name == KEYWORDS_SECTION:
+            self._keywords += part
 
     def _store_int8(self, part: memoryview) -> None:
         """Copy ``part`` into the blocks: every block but the last holds BLOCK x dimension bytes."""
