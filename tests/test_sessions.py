@@ -333,3 +333,23 @@ async def test_closed_session_refuses_work(client: MossClient) -> None:
 
     with pytest.raises(MossError, match="closed"):
         await session.query("q", QueryOptions(embedding=vec(1)))
+
+
+async def test_int8_precision_is_pushed_and_can_be_overridden(client: MossClient) -> None:
+    rng = np.random.default_rng(5)
+    vectors = rng.standard_normal((9000, DIM)).astype(np.float32)  # above the exact-search cutoff
+    session = await client.session("compact", model_id="custom", precision="int8")
+    assert session.precision == "int8"
+    await session.add_docs(
+        [DocumentInfo(id=f"c{i}", text="t", embedding=vectors[i]) for i in range(len(vectors))]
+    )
+    exact = await session.query("q", QueryOptions(top_k=5, embedding=vectors[42]))
+    assert exact.docs[0].id == "c42" and exact.docs[0].score == pytest.approx(1.0, abs=1e-5)
+    await session.push_index()
+    reopened = await client.session("compact")
+    assert reopened.precision == "int8"  # the stored codes came with the snapshot
+    again = await reopened.query("q", QueryOptions(top_k=5, embedding=vectors[42]))
+    assert [d.id for d in again.docs] == [d.id for d in exact.docs]
+    assert (await client.session("compact", precision="float32")).precision == "float32"
+    with pytest.raises(InvalidArgumentError, match="precision"):
+        await client.session("compact", precision="int4")

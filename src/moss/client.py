@@ -15,6 +15,7 @@ import numpy.typing as npt
 
 from .cache import SnapshotCache
 from .embeddings import EmbeddingModel
+from .engine import PRECISIONS
 from .errors import InvalidArgumentError, ModelMismatchError
 from .fusion import merge_rankings, rank, to_results
 from .loading import Hydrator, Loaded, model_for_new_index, requested_model
@@ -74,26 +75,41 @@ class MossClient:
         model: EmbeddingModel | None = None,
         version: int | None = None,
         auto_refresh: bool = False,
+        precision: str | None = None,
     ) -> Session:
         """Open the index named ``index_name``: its latest (or the given) version, or a new empty session.
 
         Stored embeddings are loaded as they are, with no re-embedding. ``model_id`` (or a
         ``model`` object for your own embedder) must match the stored index's, else
         ``ModelMismatchError``; left out, the stored model is used (``moss-minilm`` for new
-        indexes). ``auto_refresh=True`` keeps the session fresh in the background as other
-        processes push (local unpushed changes are replayed onto each new version).
+        indexes). ``precision="int8"`` searches int8 codes re-ranked in float32 (a quarter of
+        the bytes scanned per query; the codes are pushed with the index); left out, the stored
+        index's precision is kept (float32 for a new index). ``auto_refresh=True`` keeps the
+        session fresh in the background as other processes push (local unpushed changes are
+        replayed onto each new version).
         """
         name = validate_name(index_name)
         model = requested_model(model_id, model)
         loaded = await self._hydrator.aload(name, model_id, model, version)
-        session = self._session(name, model_id, model, loaded)
+        session = self._session(name, model_id, model, loaded, precision)
         if auto_refresh:
             session._start_auto_refresh()
         return session
 
     def _session(
-        self, name: str, model_id: str | None, model: EmbeddingModel | None, loaded: Loaded | None
+        self,
+        name: str,
+        model_id: str | None,
+        model: EmbeddingModel | None,
+        loaded: Loaded | None,
+        precision: str | None = None,
     ) -> Session:
+        if precision is not None and precision not in PRECISIONS:
+            raise InvalidArgumentError(
+                f"precision must be one of {', '.join(map(repr, PRECISIONS))}, got {precision!r}"
+            )
+        if loaded is not None and precision is not None:
+            loaded.engine.set_precision(precision)
         if loaded is None:
             session = Session(
                 name=name,
@@ -101,6 +117,7 @@ class MossClient:
                 model=model_for_new_index(model_id, model),
                 engine=None,
                 version=0,
+                precision=precision,
             )
         else:
             session = Session(
@@ -111,6 +128,7 @@ class MossClient:
                 version=loaded.version,
                 stale=loaded.stale,
                 keywords=loaded.keywords,
+                precision=precision,
             )
         self._opened[name] = session
         return session
@@ -218,13 +236,14 @@ class SyncClient:
         model: EmbeddingModel | None = None,
         version: int | None = None,
         auto_refresh: bool = False,
+        precision: str | None = None,
     ) -> Session:
         """Blocking twin of :meth:`MossClient.session` (auto-refresh runs on a daemon thread)."""
         c = self._client
         name = validate_name(index_name)
         model = requested_model(model_id, model)
         loaded = c._hydrator.load(name, model_id, model, version)
-        session = c._session(name, model_id, model, loaded)
+        session = c._session(name, model_id, model, loaded, precision)
         if auto_refresh:
             session.sync._start_auto_refresh()
         return session

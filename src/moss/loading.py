@@ -124,7 +124,14 @@ class Decoder:
                 keywords = decode_keywords(data.keywords, data.ids, data.metadata)
             except SnapshotError:
                 keywords = None  # checksummed, so only a writer bug lands here: rebuild lazily
-        engine = Engine.from_arrays(data.vectors, data.ids, data.texts, data.metadata)
+        engine = Engine.from_arrays(
+            data.vectors,
+            data.ids,
+            data.texts,
+            data.metadata,
+            precision=data.precision,
+            int8=data.int8,
+        )
         return Loaded(bound, engine, version, stale, keywords)
 
 

@@ -57,8 +57,11 @@ class Session:
         version: int,
         stale: bool = False,
         keywords: KeywordIndex | None = None,
+        precision: str | None = None,
     ) -> None:
         self._name = name
+        # The precision asked for at open (None: the stored index's, float32 for a new one).
+        self._precision = precision
         self._hydrator = hydrator
         self._project = hydrator.project
         self._store = hydrator.store
@@ -107,6 +110,13 @@ class Session:
         return self._engine.dimension if self._engine is not None else self._model.dimension
 
     @property
+    def precision(self) -> str:
+        """``"float32"`` (exact search) or ``"int8"`` (int8 scan re-ranked in float32)."""
+        if self._engine is not None:
+            return self._engine.precision
+        return self._precision or "float32"
+
+    @property
     def doc_count(self) -> int:
         """How many documents the session holds."""
         return len(self._engine) if self._engine is not None else 0
@@ -150,7 +160,7 @@ class Session:
         vectors = assemble_vectors(prepared, embedded, dimension)
         with self._lock:
             if self._engine is None:
-                self._engine = Engine(dimension)
+                self._engine = Engine(dimension, precision=self._precision or "float32")
             added, updated = self._engine.upsert(
                 prepared.ids, prepared.texts, prepared.metadata, vectors
             )
@@ -292,8 +302,11 @@ class Session:
                         f"session {self._name!r} uses model {self._model.model_id!r} and has no "
                         "documents yet, so its dimension is unknown: add a document before pushing"
                     )
-                engine = self._engine = Engine(self._model.dimension)
-            vectors, ids, texts, metadata = engine.export()
+                engine = self._engine = Engine(
+                    self._model.dimension, precision=self._precision or "float32"
+                )
+            parts = engine.export_all()
+            vectors, ids, texts, metadata = parts.vectors, parts.ids, parts.texts, parts.metadata
             # A session that used keyword search carries its index, so readers skip the rebuild.
             keywords = encode_keywords(self._keywords, ids) if self._keywords is not None else None
             mutations = self._mutations
@@ -306,6 +319,7 @@ class Session:
             texts=texts,
             metadata=metadata,
             keywords=keywords,
+            int8=parts.int8,
         )
         return chunks, mutations
 
@@ -336,6 +350,8 @@ class Session:
         if loaded.stale or loaded.version <= self._version:
             return False
         engine = loaded.engine
+        if self._precision is not None:
+            engine.set_precision(self._precision)
         # A session that uses keyword search gets the new version's index built here, outside
         # the lock (nobody else sees this engine yet), rather than at its next query.
         keywords = loaded.keywords
