@@ -150,10 +150,7 @@ def mmr_documents(
 
 
 def push_args(expected_version: int | None, merge: bool) -> dict[str, Any]:
-    """Keyword arguments for ``push_index``.
-
-    ``merge`` is passed only when True, so moss versions without merge pushes keep working.
-    """
+    """Keyword arguments for ``push_index`` (``merge`` only when True: it excludes an expected version)."""
     args: dict[str, Any] = {"expected_version": expected_version}
     if merge:
         args["merge"] = True

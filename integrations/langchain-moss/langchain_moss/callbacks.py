@@ -135,8 +135,8 @@ class MossPushHandler(_PushAtCheckpoints, BaseCallbackHandler):
     At a checkpoint each session with changes since its last push is pushed; one without is
     not. Pushes of one session never overlap, in this process: a checkpoint during a push
     makes one more push after it. A failed push is logged with the index name and raised if
-    ``raise_error=True``. ``merge=True`` pushes with ``push_index(merge=True)``, which needs a
-    moss version with merge pushes.
+    ``raise_error=True``. ``merge=True`` pushes with ``push_index(merge=True)``, so concurrent
+    writers' documents are kept.
 
     Example::
 

@@ -287,7 +287,7 @@ class MossVectorStore(VectorStore):
         """Store the session as the index's next version, so other processes can open it.
 
         ``expected_version=N`` pushes only if the stored version is still N (else
-        ``ConflictError``). ``merge=True`` needs a moss version whose ``push_index`` merges.
+        ``ConflictError``). ``merge=True`` replays this session's changes onto a newer version.
         """
         return self._session.sync.push_index(**push_args(expected_version, merge))
 
