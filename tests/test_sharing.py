@@ -182,3 +182,24 @@ def test_server_down_opens_stale_from_cache_and_refresh_heals(
     session.sync.add_docs([DocumentInfo(id="b", text="beta", embedding=vec(2))])
     session.sync.push_index()
     assert stale.sync.refresh() is True and stale.doc_count == 2
+
+
+def test_reopened_sessions_share_nothing_mutable(server: Server, tmp_path: Path) -> None:
+    writer = client_for(server, tmp_path / "w")
+    session = writer.sync.session("cow", model_id="custom")
+    session.sync.add_docs(
+        [DocumentInfo(id=f"d{i}", text=f"t{i}", embedding=vec(i)) for i in range(20)]
+    )
+    session.sync.push_index()
+    reader = client_for(server, tmp_path / "r")
+    first = reader.sync.session("cow")
+    second = reader.sync.session("cow")  # unchanged: built from the decoded pieces of the first
+    first.sync.add_docs([DocumentInfo(id="d3", text="changed", embedding=vec(99))])
+    first.sync.delete_docs(["d0"])
+    assert second.doc_count == 20
+    kept = second.sync.get_docs(["d0", "d3"], include_embeddings=True)
+    assert [d.text for d in kept] == ["t0", "t3"]
+    expected = vec(3) / np.linalg.norm(vec(3))
+    assert np.allclose(np.asarray(kept[1].embedding), expected, atol=1e-6)
+    third = reader.sync.session("cow")
+    assert third.doc_count == 20 and third.sync.get_docs(["d3"])[0].text == "t3"
