@@ -353,3 +353,22 @@ async def test_int8_precision_is_pushed_and_can_be_overridden(client: MossClient
     assert (await client.session("compact", precision="float32")).precision == "float32"
     with pytest.raises(InvalidArgumentError, match="precision"):
         await client.session("compact", precision="int4")
+
+
+async def test_push_index_with_ttl_expires_the_index(client: MossClient) -> None:
+    session = await client.session("conv-ttl", model_id="custom")
+    await session.add_docs([doc(1)])
+    for bad in (0, -1.0, float("nan"), float("inf"), "10", True):
+        with pytest.raises(InvalidArgumentError):
+            await session.push_index(ttl=bad)  # type: ignore[arg-type]
+        with pytest.raises(InvalidArgumentError):
+            session.sync.push_index(ttl=bad)  # type: ignore[arg-type]
+    assert (await session.push_index(ttl=0.3)).version == 1
+    assert [info.name for info in await client.list_indexes()] == ["conv-ttl"]
+    await asyncio.sleep(0.6)
+    assert await client.list_indexes() == []
+    with pytest.raises(IndexNotFoundError):
+        await client.session("conv-ttl", version=1)
+    assert (await client.session("conv-ttl", model_id="custom")).version == 0  # starts afresh
+    assert session.sync.push_index(ttl=60).version == 2  # numbers are never reused
+    assert [info.version for info in client.sync.list_indexes()] == [2]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 
 import pytest
 
@@ -196,3 +197,29 @@ async def test_async_conditional_get_and_watch(store: Store) -> None:
     assert fresh.not_modified
     assert await store.awatch(P, "aw", after=0, timeout=1) == 1
     assert await store.awatch(P, "aw", after=1, timeout=0.2) is None
+
+
+def test_ttl_expires_the_index_and_a_put_without_ttl_clears_it(store: Store) -> None:
+    blob = snapshot_bytes("ttl")
+    store.put(P, "keep", [snapshot_bytes("keep")])
+    assert store.put(P, "ttl", [blob], ttl=0.3).version == 1
+    head = store.head(P, "ttl")
+    assert head is not None and head.version == 1
+    time.sleep(0.6)
+    assert store.head(P, "ttl") is None
+    with pytest.raises(IndexNotFoundError):
+        store.get(P, "ttl")
+    with pytest.raises(IndexNotFoundError):
+        store.get(P, "ttl", version=1)
+    assert [info.name for info in store.list(P)] == ["keep"]
+    assert store.versions(P, "ttl") == []
+    assert store.delete(P, "ttl") is False
+    # Numbers are never reused; a put without ttl clears the one set before it.
+    assert store.put(P, "ttl", [blob], expected_version=0, ttl=0.3).version == 2
+    assert store.put(P, "ttl", [blob]).version == 3
+    time.sleep(0.6)
+    assert read(store, "ttl") == (3, blob)
+    with pytest.raises(InvalidArgumentError):
+        store.put(P, "ttl", [blob], ttl=0)
+    with pytest.raises(InvalidArgumentError):
+        store.put(P, "ttl", [blob], ttl=float("inf"))

@@ -22,6 +22,7 @@ from .keyword_io import encode_keywords
 from .loading import Hydrator, Loaded
 from .refresh_policy import MERGE_ATTEMPTS, WATCH_TIMEOUT, gave_up, logger, merge_backoff
 from .snapshot import encode_snapshot
+from .stores.base import check_ttl
 from .sync_session import SyncSession
 from .types import AddResult, DocumentInfo, PushResult, QueryOptions, SearchResult
 from .validation import validate_alpha, validate_doc_id, validate_top_k, validate_vector
@@ -426,21 +427,24 @@ class Session:
         return self._search(text, options, vector, started)
 
     async def push_index(
-        self, expected_version: int | None = None, *, merge: bool = False
+        self, expected_version: int | None = None, *, merge: bool = False, ttl: float | None = None
     ) -> PushResult:
         """Store this session as the index's next version, creating or replacing it.
 
         With ``expected_version=N`` the push succeeds only if the stored version is still N
         (0: only if the index does not exist) and raises ``ConflictError`` otherwise. With
         ``merge=True``, a push that finds a newer version replays this session's unpushed
-        changes onto it and pushes again, so concurrent writers lose nothing.
+        changes onto it and pushes again, so concurrent writers lose nothing. With
+        ``ttl=seconds`` the store deletes the index once that long passes without a push (for
+        short-lived indexes, e.g. one per conversation); a push without ``ttl`` clears it.
         """
+        ttl = check_ttl(ttl)
         for attempt in range(MERGE_ATTEMPTS):
             expected = self._merge_expected(expected_version, merge)
             chunks, mutations = await asyncio.to_thread(self._encode)
             try:
                 info = await self._store.aput(
-                    self._project, self._name, chunks, expected_version=expected
+                    self._project, self._name, chunks, expected_version=expected, ttl=ttl
                 )
             except ConflictError:
                 if not merge:

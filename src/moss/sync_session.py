@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ConflictError, ServiceUnavailableError
 from .refresh_policy import MERGE_ATTEMPTS, WATCH_TIMEOUT, gave_up, logger, merge_backoff
+from .stores.base import check_ttl
 from .types import AddResult, DocumentInfo, PushResult, QueryOptions, SearchResult
 
 if TYPE_CHECKING:
@@ -55,14 +56,17 @@ class SyncSession:
             vector = s._model.embed_query(text)
         return s._search(text, options, vector, started)
 
-    def push_index(self, expected_version: int | None = None, *, merge: bool = False) -> PushResult:
+    def push_index(
+        self, expected_version: int | None = None, *, merge: bool = False, ttl: float | None = None
+    ) -> PushResult:
         """Blocking twin of :meth:`Session.push_index`."""
+        ttl = check_ttl(ttl)
         s = self._session
         for attempt in range(MERGE_ATTEMPTS):
             expected = s._merge_expected(expected_version, merge)
             chunks, mutations = s._encode()
             try:
-                info = s._store.put(s._project, s._name, chunks, expected_version=expected)
+                info = s._store.put(s._project, s._name, chunks, expected_version=expected, ttl=ttl)
             except ConflictError:
                 if not merge:
                     raise

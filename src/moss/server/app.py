@@ -22,11 +22,13 @@ from ..stores import open_store
 from ..stores.auth import auth_records, parse_env_keys
 from ..stores.base import AsyncDownload, Store
 from ..stores.http_wire import (
+    TTL_HEADER,
     VERSION_HEADER,
     format_etag,
     info_to_headers,
     info_to_json,
     parse_etags,
+    parse_ttl,
 )
 from ..validation import validate_name
 from . import models
@@ -194,15 +196,17 @@ def _add_routes(app: FastAPI) -> None:
 
         ``If-Match: "N"`` stores it only if the latest version is N, ``If-None-Match: *`` only
         if the index does not exist; otherwise 412. The snapshot is checked as it streams in
-        and becomes visible only when complete.
+        and becomes visible only when complete. ``X-Moss-TTL: <seconds>`` makes the index
+        expire that long after this push unless another push comes first (absent: never).
         """
         validate_name(name)
         expected = _expected_version(request)
+        ttl = parse_ttl(request.headers.get(TTL_HEADER))
         parse_content_length(request, service.max_upload_bytes)
         if expected is not None:
             await _check_current(service.store, project, name, expected)
         chunks = upload_chunks(request, name, service.max_upload_bytes)
-        info = await service.store.aput(project, name, chunks, expected_version=expected)
+        info = await service.store.aput(project, name, chunks, expected_version=expected, ttl=ttl)
         service.notifier.publish(project, name, info.version)
         return JSONResponse(
             info_to_json(info), status_code=201, headers=_version_headers(info.version)

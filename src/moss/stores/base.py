@@ -10,10 +10,12 @@ async (``aput``), the sync path doing its I/O natively, never through an event l
 from __future__ import annotations
 
 import builtins
+import math
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol, runtime_checkable
 
+from ..errors import InvalidArgumentError
 from ..types import IndexInfo
 
 #: A snapshot on its way into a store: an iterable of byte chunks, or a readable binary file.
@@ -21,6 +23,22 @@ Chunks = Iterable[bytes | memoryview] | BinaryIO
 
 #: How many versions of each index a store keeps unless told otherwise.
 DEFAULT_KEEP_VERSIONS = 5
+
+
+def check_ttl(ttl: float | None) -> float | None:
+    """Refuse a ``ttl`` that is not None or a positive finite number of seconds; return it as float."""
+    if ttl is None:
+        return None
+    if (
+        isinstance(ttl, bool)
+        or not isinstance(ttl, (int, float))
+        or not math.isfinite(ttl)
+        or ttl <= 0
+    ):
+        raise InvalidArgumentError(
+            f"ttl must be None (never expire) or a positive finite number of seconds, got {ttl!r}"
+        )
+    return float(ttl)
 
 
 @dataclass
@@ -71,13 +89,23 @@ class Store(Protocol):
     location: str
 
     def put(
-        self, project: str, name: str, chunks: Chunks, *, expected_version: int | None = None
+        self,
+        project: str,
+        name: str,
+        chunks: Chunks,
+        *,
+        expected_version: int | None = None,
+        ttl: float | None = None,
     ) -> IndexInfo:
         """Store a snapshot as the next version; ``expected_version`` makes it conditional.
 
         The snapshot is validated (header, index name, checksums) as it streams in and becomes
         visible only when complete. ``expected_version=0`` means "only if absent". Raises
         ``ConflictError`` when the stored version differs, ``SnapshotError`` for bad bytes.
+
+        ``ttl`` (seconds) makes the index expire that long after this put unless another put
+        comes first; ``None`` clears any expiry. An expired index behaves as deleted (its
+        version numbers are still never reused) and is purged when next touched.
         """
         ...
 
@@ -127,6 +155,7 @@ class Store(Protocol):
         chunks: Chunks | AsyncIterable[bytes | memoryview],
         *,
         expected_version: int | None = None,
+        ttl: float | None = None,
     ) -> IndexInfo:
         """Async twin of :meth:`put`; also accepts an async iterable of chunks."""
         ...

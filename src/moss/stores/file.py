@@ -10,6 +10,7 @@ Layout (names are base32-encoded, never used raw, so case-insensitive file syste
         v000000000007.snap    one immutable file per kept version
         counter               the highest version ever assigned (survives deletes)
         lock                  flock'ed by writers: puts, prunes and deletes are serialised
+        expires               unix time after which the index counts as deleted (put with ttl)
         .tmp-<pid>-<uuid>     uploads in progress
 """
 
@@ -31,7 +32,7 @@ from ..snapshot import SnapshotHeader, SnapshotReader, read_header
 from ..types import IndexInfo
 from ..validation import validate_name
 from .atomic import TEMP_PREFIX, commit_file, temporary_file, write_file_atomic
-from .base import DEFAULT_KEEP_VERSIONS, AsyncDownload, Chunks, Download
+from .base import DEFAULT_KEEP_VERSIONS, AsyncDownload, Chunks, Download, check_ttl
 from .chunks import CHUNK_SIZE, AsyncChunks, aiter_chunks, aiter_sync, iter_chunks
 
 _OPEN_RETRIES = 10
@@ -126,6 +127,45 @@ class FileStore:
         except (FileNotFoundError, ValueError):
             return 0
 
+    @staticmethod
+    def _expired(directory: Path) -> bool:
+        """Whether the index's ``expires`` time has passed (no file: it never expires)."""
+        try:
+            expires = float((directory / "expires").read_text("ascii"))
+        except (FileNotFoundError, ValueError):
+            return False
+        return time.time() >= expires
+
+    def _purge_if_expired(self, directory: Path) -> None:
+        """Delete an expired index's versions; cheap (one failed open) when there is no expiry."""
+        if self._expired(directory) and directory.is_dir():
+            with self._locked(directory):
+                self._purge_locked(directory)
+
+    def _purge_locked(self, directory: Path) -> None:
+        # Checked again under the lock: a put may have renewed or cleared the expiry meanwhile.
+        if self._expired(directory):
+            self._remove_versions(directory, self._kept_versions(directory))
+
+    def _remove_versions(self, directory: Path, kept: list[int]) -> None:
+        """Remove every kept version and the expiry; keep the counter so numbers are never reused."""
+        if kept:
+            counter = max(kept[-1], self._read_counter(directory))
+            write_file_atomic(directory / "counter", str(counter).encode("ascii"))
+        for version in kept:
+            with contextlib.suppress(FileNotFoundError):
+                (directory / _version_file(version)).unlink()
+        with contextlib.suppress(FileNotFoundError):
+            (directory / "expires").unlink()
+
+    @staticmethod
+    def _set_expiry(directory: Path, ttl: float | None) -> None:
+        if ttl is None:
+            with contextlib.suppress(FileNotFoundError):
+                (directory / "expires").unlink()
+        else:
+            write_file_atomic(directory / "expires", repr(time.time() + ttl).encode("ascii"))
+
     @contextlib.contextmanager
     def _locked(self, directory: Path) -> Iterator[None]:
         # flock locks belong to the open file description, so they exclude other processes and
@@ -140,10 +180,17 @@ class FileStore:
     # -- writes ----------------------------------------------------------------------------
 
     def put(
-        self, project: str, name: str, chunks: Chunks, *, expected_version: int | None = None
+        self,
+        project: str,
+        name: str,
+        chunks: Chunks,
+        *,
+        expected_version: int | None = None,
+        ttl: float | None = None,
     ) -> IndexInfo:
         """Store a snapshot as the next version (see :class:`~moss.stores.base.Store`)."""
         check_expected_version(expected_version)
+        ttl = check_ttl(ttl)
         directory = self._index_dir(project, name)
         directory.mkdir(parents=True, exist_ok=True)
         reader = SnapshotReader(
@@ -153,13 +200,20 @@ class FileStore:
             for chunk in iter_chunks(chunks):
                 reader.feed(chunk)
                 handle.write(chunk)
-            return self._commit(directory, name, reader, handle, temp_path, expected_version)
+            return self._commit(directory, name, reader, handle, temp_path, expected_version, ttl)
 
     async def aput(
-        self, project: str, name: str, chunks: AsyncChunks, *, expected_version: int | None = None
+        self,
+        project: str,
+        name: str,
+        chunks: AsyncChunks,
+        *,
+        expected_version: int | None = None,
+        ttl: float | None = None,
     ) -> IndexInfo:
         """Async twin of :meth:`put`; also accepts an async iterable of chunks."""
         check_expected_version(expected_version)
+        ttl = check_ttl(ttl)
         directory = self._index_dir(project, name)
         await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
         reader = SnapshotReader(
@@ -170,7 +224,7 @@ class FileStore:
                 reader.feed(chunk)
                 await asyncio.to_thread(handle.write, chunk)
             return await asyncio.to_thread(
-                self._commit, directory, name, reader, handle, temp_path, expected_version
+                self._commit, directory, name, reader, handle, temp_path, expected_version, ttl
             )
 
     def _commit(
@@ -181,12 +235,14 @@ class FileStore:
         handle: BinaryIO,
         temp_path: Path,
         expected_version: int | None,
+        ttl: float | None,
     ) -> IndexInfo:
         header = reader.finish()
         assert isinstance(header, SnapshotHeader)
         handle.flush()
         os.fsync(handle.fileno())  # the slow part happens before taking the lock
         with self._locked(directory):
+            self._purge_locked(directory)  # an expired index counts as absent
             kept = self._kept_versions(directory)
             current = kept[-1] if kept else 0
             if expected_version is not None and current != expected_version:
@@ -197,6 +253,8 @@ class FileStore:
                     actual=current,
                 )
             version = max(current, self._read_counter(directory)) + 1
+            # Before the version appears: whoever sees the new version also sees its expiry.
+            self._set_expiry(directory, ttl)
             commit_file(handle, temp_path, directory / _version_file(version))
             write_file_atomic(directory / "counter", str(version).encode("ascii"))
             self._prune(directory, [*kept, version])
@@ -227,14 +285,11 @@ class FileStore:
         if not directory.is_dir():
             return False
         with self._locked(directory):
+            self._purge_locked(directory)  # an expired index no longer exists
             kept = self._kept_versions(directory)
             if not kept:
                 return False
-            counter = max(kept[-1], self._read_counter(directory))
-            write_file_atomic(directory / "counter", str(counter).encode("ascii"))
-            for version in kept:
-                with contextlib.suppress(FileNotFoundError):
-                    (directory / _version_file(version)).unlink()
+            self._remove_versions(directory, kept)
         return True
 
     async def adelete(self, project: str, name: str) -> bool:
@@ -245,6 +300,7 @@ class FileStore:
 
     def _open(self, project: str, name: str, version: int | None) -> tuple[int, BinaryIO]:
         directory = self._index_dir(project, name)
+        self._purge_if_expired(directory)
         if version is not None:
             if isinstance(version, bool) or not isinstance(version, int) or version < 1:
                 raise InvalidArgumentError(f"version must be an integer >= 1, got {version!r}")
@@ -297,7 +353,9 @@ class FileStore:
 
     def latest_version(self, project: str, name: str) -> int:
         """The latest kept version, 0 if none (one directory listing, no file opened)."""
-        kept = self._kept_versions(self._index_dir(project, name))
+        directory = self._index_dir(project, name)
+        self._purge_if_expired(directory)
+        kept = self._kept_versions(directory)
         return kept[-1] if kept else 0
 
     def watch(self, project: str, name: str, after: int, timeout: float) -> int | None:
@@ -340,6 +398,7 @@ class FileStore:
     def versions(self, project: str, name: str) -> builtins.list[IndexInfo]:
         """Describe every kept version, oldest first."""
         directory = self._index_dir(project, name)
+        self._purge_if_expired(directory)
         infos = []
         for version in self._kept_versions(directory):
             try:

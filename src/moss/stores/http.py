@@ -23,7 +23,7 @@ import httpx
 from ..errors import IndexNotFoundError, InvalidArgumentError, ServiceUnavailableError
 from ..types import IndexInfo
 from ..validation import validate_name
-from .base import AsyncDownload, Chunks, Download
+from .base import AsyncDownload, Chunks, Download, check_ttl
 from .chunks import AsyncChunks, aiter_chunks, iter_chunks
 from .file import check_expected_version
 from .http_io import (
@@ -38,7 +38,13 @@ from .http_io import (
     no_chunks,
     version_of,
 )
-from .http_wire import API_PREFIX, format_etag, info_from_headers, info_from_json
+from .http_wire import (
+    API_PREFIX,
+    TTL_HEADER,
+    format_etag,
+    info_from_headers,
+    info_from_json,
+)
 
 _Infos = list[IndexInfo]  # (inside the class, `list` is the method)
 
@@ -126,9 +132,12 @@ class HttpStore:
     def _retryable(response: httpx.Response) -> bool:
         return response.status_code >= 500 or response.status_code == 429
 
-    def _put_headers(self, expected_version: int | None) -> dict[str, str]:
+    def _put_headers(self, expected_version: int | None, ttl: float | None) -> dict[str, str]:
         check_expected_version(expected_version)
+        ttl = check_ttl(ttl)
         headers = {"Content-Type": "application/octet-stream"}
+        if ttl is not None:
+            headers[TTL_HEADER] = repr(ttl)
         if expected_version == 0:
             headers["If-None-Match"] = "*"
         elif expected_version is not None:
@@ -199,12 +208,18 @@ class HttpStore:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def put(
-        self, project: str, name: str, chunks: Chunks, *, expected_version: int | None = None
+        self,
+        project: str,
+        name: str,
+        chunks: Chunks,
+        *,
+        expected_version: int | None = None,
+        ttl: float | None = None,
     ) -> IndexInfo:
         """Upload a snapshot, streamed, as the next version (see :class:`~moss.stores.base.Store`)."""
         url, headers = (
             self._url(name),
-            {**self._put_headers(expected_version), **self._auth(project)},
+            {**self._put_headers(expected_version, ttl), **self._auth(project)},
         )
         body = UploadBody(iter_chunks(chunks))
         client = self._sync()
@@ -354,11 +369,12 @@ class HttpStore:
         chunks: AsyncChunks,
         *,
         expected_version: int | None = None,
+        ttl: float | None = None,
     ) -> IndexInfo:
         """Async twin of :meth:`put`; also accepts an async iterable of chunks."""
         url, headers = (
             self._url(name),
-            {**self._put_headers(expected_version), **self._auth(project)},
+            {**self._put_headers(expected_version, ttl), **self._auth(project)},
         )
         body = AsyncUploadBody(aiter_chunks(chunks))
         client = await self._async()

@@ -26,6 +26,8 @@ from ..types import IndexInfo
 
 API_PREFIX = "/v1"
 VERSION_HEADER = "X-Moss-Version"
+#: On a PUT: seconds without pushes after which the index expires (absent: never).
+TTL_HEADER = "X-Moss-TTL"
 
 #: Error kind on the wire -> (status code, the moss error a client raises). Order matters for
 #: :func:`error_kind`: subclasses before their bases.
@@ -64,6 +66,22 @@ def error_body(kind: str, message: str, **extra: Any) -> dict[str, Any]:
 def format_etag(version: int) -> str:
     """The ETag of a version: the number, quoted as HTTP wants."""
     return f'"{version}"'
+
+
+def parse_ttl(value: str | None) -> float | None:
+    """The ttl an ``X-Moss-TTL`` header asks for; None if absent. Refuses anything but a
+    positive finite number of seconds."""
+    if value is None:
+        return None
+    try:
+        ttl = float(value.strip())
+    except ValueError:
+        ttl = math.nan
+    if not math.isfinite(ttl) or ttl <= 0:
+        raise InvalidArgumentError(
+            f"{TTL_HEADER} must be a positive finite number of seconds, got {value!r}"
+        )
+    return ttl
 
 
 def parse_etags(value: str | None) -> list[int] | None:

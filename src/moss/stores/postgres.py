@@ -15,6 +15,9 @@ How the guarantees of the store protocol hold:
   index's row in ``indexes``: of racing pushes with the same expected version, on any number
   of replicas, exactly one commits; the others see the new version and raise ``ConflictError``.
   The row keeps the counter, so numbers are never reused, also after a delete.
+* **Expiry.** A put with ``ttl`` sets the row's ``expires_at`` (the database's clock), one
+  without clears it. Reads filter expired indexes out; puts, deletes, heads and lists purge
+  them (hide the row, delete the versions) in a transaction of their own.
 * **Pruning under readers.** A download runs in one ``REPEATABLE READ`` read-only transaction:
   its lookup and its server-side cursor read one MVCC snapshot, so when a newer push prunes the
   version meanwhile (a plain ``DELETE`` in the writer's transaction), the reader still streams
@@ -38,12 +41,13 @@ import contextlib
 from collections.abc import Iterator
 
 import psycopg
+from psycopg.sql import Composed
 from psycopg_pool import ConnectionPool
 
 from ..snapshot import SnapshotHeader
 from ..types import IndexInfo
 from ..validation import validate_name
-from .base import Chunks, Download
+from .base import Chunks, Download, check_ttl
 from .chunks import iter_chunks
 from .file import check_expected_version
 from .postgres_async import AsyncPostgresMethods
@@ -155,10 +159,17 @@ class PostgresStore(AsyncPostgresMethods):
     # -- sync: writes ----------------------------------------------------------------------
 
     def put(
-        self, project: str, name: str, chunks: Chunks, *, expected_version: int | None = None
+        self,
+        project: str,
+        name: str,
+        chunks: Chunks,
+        *,
+        expected_version: int | None = None,
+        ttl: float | None = None,
     ) -> IndexInfo:
         """Store a snapshot as the next version (see :class:`~moss.stores.base.Store`)."""
         check_expected_version(expected_version)
+        ttl = check_ttl(ttl)
         project, name = self._key(project, name)
         reader = self._reader(name)
         with self._connection() as conn, conn.transaction():
@@ -178,7 +189,7 @@ class PostgresStore(AsyncPostgresMethods):
                 for seq, row in rows.flush():
                     copy.write_row((blob_id, seq, row))
             assert isinstance(header, SnapshotHeader)
-            return self._commit(conn, project, name, blob_id, header, expected_version)
+            return self._commit(conn, project, name, blob_id, header, expected_version, ttl)
 
     def _commit(
         self,
@@ -188,8 +199,10 @@ class PostgresStore(AsyncPostgresMethods):
         blob_id: int,
         header: SnapshotHeader,
         expected_version: int | None,
+        ttl: float | None,
     ) -> IndexInfo:
         conn.execute(self._sql.ensure_index, (project, name))
+        self._purge(conn, self._sql.purge_expired, (project, name))  # expired counts as absent
         counter, latest = counter_and_latest(
             conn.execute(self._sql.lock_index, (project, name)).fetchone()
         )
@@ -199,7 +212,7 @@ class PostgresStore(AsyncPostgresMethods):
         conn.execute(
             self._sql.insert_version, self._version_row(project, name, version, blob_id, header)
         )
-        conn.execute(self._sql.publish, (version, version, project, name))
+        conn.execute(self._sql.publish, (version, version, ttl, project, name))
         pruned = [
             row[0]
             for row in conn.execute(self._sql.prune, (project, name, version - self.keep_versions))
@@ -213,6 +226,7 @@ class PostgresStore(AsyncPostgresMethods):
         """Delete every version of the index; the counter survives, so numbers are never reused."""
         project, name = self._key(project, name)
         with self._connection() as conn, conn.transaction():
+            self._purge(conn, self._sql.purge_expired, (project, name))
             row = conn.execute(self._sql.lock_index, (project, name)).fetchone()
             if row is None or row[1] == 0:
                 return False
@@ -221,6 +235,12 @@ class PostgresStore(AsyncPostgresMethods):
                 conn.execute(self._sql.drop_chunks, (pruned,))
             conn.execute(self._sql.hide, (project, name))
             return True
+
+    def _purge(self, conn: Conn, statement: Composed, params: tuple[str, ...]) -> None:
+        """Run a ``purge_*expired`` statement and drop the chunks of the versions it deleted."""
+        pruned = [row[0] for row in conn.execute(statement, params)]
+        if pruned:
+            conn.execute(self._sql.drop_chunks, (pruned,))
 
     # -- sync: reads -----------------------------------------------------------------------
 
@@ -283,12 +303,17 @@ class PostgresStore(AsyncPostgresMethods):
         project, name = self._key(project, name)
         with self._connection() as conn:
             row = conn.execute(self._sql.head, (project, name)).fetchone()
+            if row is None:
+                with conn.transaction():
+                    self._purge(conn, self._sql.purge_expired, (project, name))
         return None if row is None else info_from_row(row)
 
     def list(self, project: str) -> builtins.list[IndexInfo]:
         """Describe the latest version of every index of the project, sorted by name."""
         project = validate_name(project, what="project id")
         with self._connection() as conn:
+            with conn.transaction():
+                self._purge(conn, self._sql.purge_project_expired, (project,))
             rows = conn.execute(self._sql.list, (project,)).fetchall()
         # Sorted here, not in SQL: the database's collation may not sort by code point.
         return sorted((info_from_row(row) for row in rows), key=lambda info: info.name)

@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 
 import psycopg
 from psycopg import AsyncCopy
+from psycopg.sql import Composed
 from psycopg_pool import AsyncConnectionPool
 
 from ..snapshot import SnapshotData, SnapshotHeader, SnapshotReader
 from ..types import IndexInfo
 from ..validation import validate_name
-from .base import AsyncDownload
+from .base import AsyncDownload, check_ttl
 from .chunks import AsyncChunks, aiter_chunks
 from .file import check_expected_version
 from .postgres_core import (
@@ -134,10 +135,17 @@ class AsyncPostgresMethods(PostgresCore):
         return level, SCHEMA_VERSION
 
     async def aput(
-        self, project: str, name: str, chunks: AsyncChunks, *, expected_version: int | None = None
+        self,
+        project: str,
+        name: str,
+        chunks: AsyncChunks,
+        *,
+        expected_version: int | None = None,
+        ttl: float | None = None,
     ) -> IndexInfo:
         """Async twin of :meth:`put`; also accepts an async iterable of chunks."""
         check_expected_version(expected_version)
+        ttl = check_ttl(ttl)
         project, name = self._key(project, name)
         reader = self._reader(name)
         async with self._aconnection() as conn, conn.transaction():
@@ -150,7 +158,7 @@ class AsyncPostgresMethods(PostgresCore):
                 copy.set_types(COPY_TYPES)
                 header = await self._acopy_rows(copy, blob_id, reader, chunks)
             assert isinstance(header, SnapshotHeader)
-            return await self._acommit(conn, project, name, blob_id, header, expected_version)
+            return await self._acommit(conn, project, name, blob_id, header, expected_version, ttl)
 
     async def _acopy_rows(
         self,
@@ -204,8 +212,10 @@ class AsyncPostgresMethods(PostgresCore):
         blob_id: int,
         header: SnapshotHeader,
         expected_version: int | None,
+        ttl: float | None,
     ) -> IndexInfo:
         await conn.execute(self._sql.ensure_index, (project, name))
+        await self._apurge(conn, self._sql.purge_expired, (project, name))
         counter, latest = counter_and_latest(
             await (await conn.execute(self._sql.lock_index, (project, name))).fetchone()
         )
@@ -215,7 +225,7 @@ class AsyncPostgresMethods(PostgresCore):
         await conn.execute(
             self._sql.insert_version, self._version_row(project, name, version, blob_id, header)
         )
-        await conn.execute(self._sql.publish, (version, version, project, name))
+        await conn.execute(self._sql.publish, (version, version, ttl, project, name))
         cursor = await conn.execute(self._sql.prune, (project, name, version - self.keep_versions))
         pruned = [row[0] for row in await cursor.fetchall()]
         if pruned:
@@ -227,6 +237,7 @@ class AsyncPostgresMethods(PostgresCore):
         """Async twin of :meth:`delete`."""
         project, name = self._key(project, name)
         async with self._aconnection() as conn, conn.transaction():
+            await self._apurge(conn, self._sql.purge_expired, (project, name))
             row = await (await conn.execute(self._sql.lock_index, (project, name))).fetchone()
             if row is None or row[1] == 0:
                 return False
@@ -236,6 +247,13 @@ class AsyncPostgresMethods(PostgresCore):
                 await conn.execute(self._sql.drop_chunks, (pruned,))
             await conn.execute(self._sql.hide, (project, name))
             return True
+
+    async def _apurge(self, conn: AConn, statement: Composed, params: tuple[str, ...]) -> None:
+        """Async twin of ``PostgresStore._purge``."""
+        cursor = await conn.execute(statement, params)
+        pruned = [row[0] for row in await cursor.fetchall()]
+        if pruned:
+            await conn.execute(self._sql.drop_chunks, (pruned,))
 
     async def _alatest(self, conn: AConn, project: str, name: str) -> int:
         row = await (await conn.execute(self._sql.latest, (project, name))).fetchone()
@@ -297,12 +315,17 @@ class AsyncPostgresMethods(PostgresCore):
         project, name = self._key(project, name)
         async with self._aconnection() as conn:
             row = await (await conn.execute(self._sql.head, (project, name))).fetchone()
+            if row is None:
+                async with conn.transaction():
+                    await self._apurge(conn, self._sql.purge_expired, (project, name))
         return None if row is None else info_from_row(row)
 
     async def alist(self, project: str) -> builtins.list[IndexInfo]:
         """Async twin of :meth:`list`."""
         project = validate_name(project, what="project id")
         async with self._aconnection() as conn:
+            async with conn.transaction():
+                await self._apurge(conn, self._sql.purge_project_expired, (project,))
             rows = await (await conn.execute(self._sql.list, (project,))).fetchall()
         return sorted((info_from_row(row) for row in rows), key=lambda info: info.name)
 

@@ -7,7 +7,8 @@ Tables, in one PostgreSQL schema (``moss`` unless the URL says ``?schema=...``):
 
     schema_version  one row: the migration level of the schema
     indexes         one row per (project, index): the version counter, which survives deletes,
-                    and the visible version (0 once deleted); locked FOR UPDATE by writers
+                    and the visible version (0 once deleted); locked FOR UPDATE by writers;
+                    ``expires_at`` (schema 2): when the index counts as deleted (put with ttl)
     versions        one row per kept version: its summary and the id of its bytes
     chunks          the bytes of each version, in rows of 8000 bytes stored in place
                     (``STORAGE PLAIN``: one row fills one 8 KiB page, see ``ROW_BYTES``)
@@ -33,7 +34,7 @@ from ..types import IndexInfo
 from .chunks import CHUNK_SIZE
 
 #: The schema level this version of moss writes and reads.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_SCHEMA = "moss"
 #: Bytes per row of ``chunks``. A row this small fits a heap page whole, so PostgreSQL stores it
 #: as it is; bigger values would be TOASTed: cut into ~2 KB pieces, each one more tuple and one
@@ -80,7 +81,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             version bigint NOT NULL,
             data bytea NOT NULL)""",
     ),
+    ("ALTER TABLE {s}.indexes ADD COLUMN IF NOT EXISTS expires_at timestamptz",),
 )
+#: SQL condition: the index row ``i`` has not expired. The database's clock decides, so replicas
+#: with skewed clocks agree.
+LIVE = "(i.expires_at IS NULL OR i.expires_at > clock_timestamp())"
+_EXPIRED = "expires_at <= clock_timestamp()"
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
@@ -168,7 +174,10 @@ class Statements:
         self.listen = sql.SQL("LISTEN {}").format(sql.Identifier(self.channel))
         self.notify = sql.SQL("SELECT pg_notify({}, %s)").format(sql.Literal(self.channel))
 
-        self.latest = q("SELECT latest FROM {s}.indexes WHERE project = %s AND name = %s")
+        self.latest = q(
+            f"SELECT CASE WHEN {_EXPIRED} THEN 0 ELSE latest END FROM {{s}}.indexes "
+            "WHERE project = %s AND name = %s"
+        )
         self.ensure_index = q(
             "INSERT INTO {s}.indexes (project, name) VALUES (%s, %s) ON CONFLICT DO NOTHING"
         )
@@ -181,15 +190,34 @@ class Statements:
             "INSERT INTO {s}.versions (project, name, version, blob_id, model_id, dimension, "
             "doc_count, size_bytes, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
         )
+        # expires_at = now + ttl, or NULL (never) when the ttl parameter is NULL.
         self.publish = q(
-            "UPDATE {s}.indexes SET counter = %s, latest = %s WHERE project = %s AND name = %s"
+            "UPDATE {s}.indexes SET counter = %s, latest = %s, "
+            "expires_at = clock_timestamp() + %s::float8 * interval '1 second' "
+            "WHERE project = %s AND name = %s"
+        )
+        # Hide an expired index and delete its versions in one statement, returning the blob
+        # ids whose chunks to drop; the UPDATE locks the index row like lock_index does.
+        self.purge_expired = q(
+            "WITH expired AS (UPDATE {s}.indexes SET latest = 0, expires_at = NULL "
+            f"WHERE project = %s AND name = %s AND {_EXPIRED} RETURNING project, name) "
+            "DELETE FROM {s}.versions v USING expired e "
+            "WHERE v.project = e.project AND v.name = e.name RETURNING v.blob_id"
+        )
+        self.purge_project_expired = q(
+            "WITH expired AS (UPDATE {s}.indexes SET latest = 0, expires_at = NULL "
+            f"WHERE project = %s AND {_EXPIRED} RETURNING project, name) "
+            "DELETE FROM {s}.versions v USING expired e "
+            "WHERE v.project = e.project AND v.name = e.name RETURNING v.blob_id"
         )
         self.prune = q(
             "DELETE FROM {s}.versions WHERE project = %s AND name = %s AND version <= %s "
             "RETURNING blob_id"
         )
         self.drop_chunks = q("DELETE FROM {s}.chunks WHERE blob_id = ANY(%s)")
-        self.hide = q("UPDATE {s}.indexes SET latest = 0 WHERE project = %s AND name = %s")
+        self.hide = q(
+            "UPDATE {s}.indexes SET latest = 0, expires_at = NULL WHERE project = %s AND name = %s"
+        )
 
         # Reads. A download runs in one REPEATABLE READ transaction: the lookup and the cursor
         # see one snapshot, so a prune committed meanwhile cannot take the rows away.
@@ -198,11 +226,12 @@ class Statements:
         self.find_latest = q(
             "SELECT v.version, v.blob_id FROM {s}.indexes i JOIN {s}.versions v "
             "ON v.project = i.project AND v.name = i.name AND v.version = i.latest "
-            "WHERE i.project = %s AND i.name = %s"
+            f"WHERE i.project = %s AND i.name = %s AND {LIVE}"
         )
         self.find_version = q(
-            "SELECT version, blob_id FROM {s}.versions "
-            "WHERE project = %s AND name = %s AND version = %s"
+            "SELECT v.version, v.blob_id FROM {s}.indexes i JOIN {s}.versions v "
+            "ON v.project = i.project AND v.name = i.name "
+            f"WHERE i.project = %s AND i.name = %s AND v.version = %s AND {LIVE}"
         )
         self.read_chunks = q("SELECT data FROM {s}.chunks WHERE blob_id = %s ORDER BY seq")
         columns = (
@@ -211,16 +240,17 @@ class Statements:
         self.head = q(
             f"SELECT {columns} FROM {{s}}.indexes i JOIN {{s}}.versions v "
             "ON v.project = i.project AND v.name = i.name AND v.version = i.latest "
-            "WHERE i.project = %s AND i.name = %s"
+            f"WHERE i.project = %s AND i.name = %s AND {LIVE}"
         )
         self.list = q(
             f"SELECT {columns} FROM {{s}}.indexes i JOIN {{s}}.versions v "
             "ON v.project = i.project AND v.name = i.name AND v.version = i.latest "
-            "WHERE i.project = %s"
+            f"WHERE i.project = %s AND {LIVE}"
         )
         self.versions = q(
-            f"SELECT {columns} FROM {{s}}.versions v "
-            "WHERE v.project = %s AND v.name = %s ORDER BY v.version"
+            f"SELECT {columns} FROM {{s}}.indexes i JOIN {{s}}.versions v "
+            "ON v.project = i.project AND v.name = i.name "
+            f"WHERE i.project = %s AND i.name = %s AND {LIVE} ORDER BY v.version"
         )
 
         self.read_auth = q("SELECT version, data FROM {s}.auth WHERE id = 1")
