@@ -18,8 +18,8 @@ from typing import Any
 import faiss
 import numpy as np
 
-from moss.engine import Engine
-from moss.filters import compile_filter
+from moss.index.engine import Engine
+from moss.index.filters import compile_filter
 
 DIM = 384
 TOP_K = 10

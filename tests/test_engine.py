@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from moss.engine import Engine, StoredDoc
+from moss.index.engine import Engine, StoredDoc
 from moss.errors import InvalidArgumentError
-from moss.filters import compile_filter
+from moss.index.filters import compile_filter
 from test_filters import filters, metadatas
 
 DIM = 8

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from moss.errors import InvalidArgumentError
-from moss.filters import OPERATORS, Filter, compile_filter
+from moss.index.filters import OPERATORS, Filter, compile_filter
 
 # --- reference semantics (written from the spec, deliberately naive) -----------------------
 

@@ -22,7 +22,7 @@ from moss.errors import (
 )
 from moss.stores import open_store
 from moss.stores.http import HttpStore
-from moss.stores.http_io import DOWNLOAD_CHUNK
+from moss.stores.http.io import DOWNLOAD_CHUNK
 from service import TESTS, Server, worker_env
 from snapshots import snapshot_bytes
 

@@ -21,8 +21,8 @@ from moss import (
     QueryOptions,
     Session,
 )
-from moss.fusion import RRF_K
-from moss.keyword import KeywordIndex
+from moss.index.fusion import RRF_K
+from moss.index.keyword import KeywordIndex
 from snapshots import snapshot_bytes
 
 DIM = 8

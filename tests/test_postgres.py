@@ -27,7 +27,7 @@ from moss.errors import (
 from moss.stores import open_store
 from moss.stores.auth import ProjectKeys, auth_records
 from moss.stores.postgres import SCHEMA_VERSION, PostgresStore
-from moss.stores.postgres_sql import SchemaTooNewError, parse_url
+from moss.stores.postgres.sql import SchemaTooNewError, parse_url
 from pg import Cluster, free_port, shared_cluster
 from snapshots import snapshot_bytes
 

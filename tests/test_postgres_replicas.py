@@ -25,7 +25,7 @@ from moss.snapshot import encode_snapshot
 from moss.stores.auth import ProjectKeys
 from moss.stores.http import HttpStore
 from moss.stores.postgres import PostgresStore
-from moss.stores.postgres_sql import parse_url
+from moss.stores.postgres.sql import parse_url
 from pg import Cluster, replica, shared_cluster
 from snapshots import snapshot_bytes
 

@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from moss import engine as engine_module
-from moss.engine import Engine
+from moss.index.engine import Engine
 from moss.errors import InvalidArgumentError
-from moss.quantize import BLOCK, Int8Codes, Int8Index, _scanner, quantize_rows
+from moss.index.quantize import BLOCK, Int8Codes, Int8Index, _scanner, quantize_rows
 
 
 def unit(rng: np.random.Generator, count: int, dim: int) -> np.ndarray:

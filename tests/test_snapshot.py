@@ -622,7 +622,7 @@ GOLDEN_V1 = (
 def test_snapshots_written_before_int8_still_open_in_either_precision() -> None:
     import base64
 
-    from moss.engine import Engine
+    from moss.index.engine import Engine
 
     data = decode_bytes(base64.b64decode(GOLDEN_V1))
     assert data.precision == "float32" and data.int8 is None
@@ -636,7 +636,7 @@ def test_snapshots_written_before_int8_still_open_in_either_precision() -> None:
 
 
 def int8_snapshot(count: int, dimension: int = 2, seed: int = 0) -> tuple[Any, bytes]:
-    from moss.quantize import Int8Index
+    from moss.index.quantize import Int8Index
 
     vectors = make_vectors(count, dimension, seed)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -656,7 +656,7 @@ def int8_snapshot(count: int, dimension: int = 2, seed: int = 0) -> tuple[Any, b
 
 @pytest.mark.parametrize("sizes", [[1 << 20], [7919], [1, 64, 100_003]])
 def test_int8_sections_round_trip_across_blocks(sizes: list[int]) -> None:
-    from moss.quantize import BLOCK
+    from moss.index.quantize import BLOCK
 
     codes, blob = int8_snapshot(BLOCK + 5)
     data = feed_all(blob, sizes)
@@ -749,7 +749,7 @@ def test_documents_are_decoded_lazily_and_equal_the_eager_parse() -> None:
 
 
 def test_engine_reads_writes_and_exports_lazy_documents() -> None:
-    from moss.engine import Engine
+    from moss.index.engine import Engine
 
     data = decode_bytes(BLOB)
     engine = Engine.from_arrays(data.vectors, data.ids, data.texts, data.metadata)

@@ -116,7 +116,7 @@ class Moss(Peer):
 
         session = self._session(folder, model_id="custom")
         if session._engine is None and self.precision != "float32":
-            from moss.engine import Engine
+            from moss.index.engine import Engine
 
             session._engine = Engine(vectors.shape[1], precision=self.precision)
         docs = [

@@ -13,15 +13,15 @@ from types import TracebackType
 import numpy as np
 import numpy.typing as npt
 
-from .cache import SnapshotCache
 from .embeddings import EmbeddingModel
-from .engine import PRECISIONS
 from .errors import InvalidArgumentError, ModelMismatchError
-from .fusion import merge_rankings, rank, to_results
+from .index.engine import PRECISIONS
+from .index.fusion import merge_rankings, rank, to_results
 from .loading import Hydrator, Loaded, model_for_new_index, requested_model
 from .session import Session
 from .stores import open_store
 from .stores.base import Store
+from .stores.cache import SnapshotCache
 from .types import IndexInfo, QueryOptions, SearchResult
 from .validation import validate_name
 

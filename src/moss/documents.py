@@ -10,7 +10,7 @@ import numpy.typing as npt
 
 from .embeddings import EmbeddingModel, normalize_rows
 from .errors import InvalidArgumentError
-from .gc_pause import gc_paused
+from .index.gc_pause import gc_paused
 from .types import DocumentInfo
 from .validation import (
     validate_batch,

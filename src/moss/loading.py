@@ -15,9 +15,7 @@ from typing import Any, BinaryIO, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from .cache import SnapshotCache
 from .embeddings import DEFAULT_MODEL_ID, CustomModel, EmbeddingModel, resolve_model
-from .engine import Engine
 from .errors import (
     IndexNotFoundError,
     InvalidArgumentError,
@@ -25,11 +23,13 @@ from .errors import (
     ServiceUnavailableError,
     SnapshotError,
 )
-from .keyword import KeywordIndex
-from .keyword_io import decode_keywords
-from .snapshot import SnapshotData, SnapshotHeader, SnapshotReader
-from .snapshot_documents import LazyColumn
+from .index.columns import LazyColumn
+from .index.engine import Engine
+from .index.keyword import KeywordIndex
+from .snapshot.codec import SnapshotData, SnapshotHeader, SnapshotReader
+from .snapshot.keywords import decode_keywords
 from .stores.base import Store
+from .stores.cache import SnapshotCache
 from .stores.chunks import CHUNK_SIZE
 
 _T = TypeVar("_T")

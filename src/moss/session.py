@@ -14,14 +14,14 @@ import numpy.typing as npt
 
 from .documents import PreparedDocs, assemble_vectors, prepare_docs
 from .embeddings import EmbeddingModel, normalize_rows
-from .engine import Engine, StoredDoc
 from .errors import ConflictError, InvalidArgumentError, MossError, ServiceUnavailableError
-from .fusion import Candidates, candidate_depth, gather, rank, to_results
-from .keyword import KeywordIndex
-from .keyword_io import encode_keywords
+from .index.engine import Engine, StoredDoc
+from .index.fusion import Candidates, candidate_depth, gather, rank, to_results
+from .index.keyword import KeywordIndex
 from .loading import Hydrator, Loaded
 from .refresh_policy import MERGE_ATTEMPTS, WATCH_TIMEOUT, gave_up, logger, merge_backoff
-from .snapshot import encode_snapshot
+from .snapshot.codec import encode_snapshot
+from .snapshot.keywords import encode_keywords
 from .stores.base import check_ttl
 from .sync_session import SyncSession
 from .types import AddResult, DocumentInfo, PushResult, QueryOptions, SearchResult

@@ -21,7 +21,7 @@ from ..errors import ConflictError, IndexNotFoundError, InvalidArgumentError
 from ..stores import open_store
 from ..stores.auth import auth_records, parse_env_keys
 from ..stores.base import AsyncDownload, Store
-from ..stores.http_wire import (
+from ..stores.http.wire import (
     TTL_HEADER,
     VERSION_HEADER,
     format_etag,

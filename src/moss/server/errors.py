@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from ..errors import ConflictError, MossError
-from ..stores.http_wire import ERRORS, error_body, error_kind
+from ..stores.http.wire import ERRORS, error_body, error_kind
 
 _log = logging.getLogger("moss.server")
 

@@ -18,8 +18,8 @@ from collections.abc import AsyncIterator
 from starlette.requests import ClientDisconnect, Request
 
 from ..errors import SnapshotError
-from ..snapshot import SnapshotReader
-from ..stores.http_wire import SnapshotTooLargeError
+from ..snapshot.codec import SnapshotReader
+from ..stores.http.wire import SnapshotTooLargeError
 
 #: Chunks handed to the store: big enough that per-chunk overhead (a thread hop per write in
 #: the file store) vanishes, small enough that memory stays a few MiB per upload.

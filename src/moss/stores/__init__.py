@@ -61,11 +61,11 @@ def open_store(
     if scheme == "":
         return FileStore(spec)
     if scheme in ("http", "https"):
-        from .http import HttpStore  # imported lazily: only users of the service need it
+        from .http.store import HttpStore  # imported lazily: only users of the service need it
 
         return HttpStore(spec, project_key=project_key)
     if scheme in ("postgresql", "postgres"):
-        from .postgres import PostgresStore  # needs the [postgres] extra
+        from .postgres.store import PostgresStore  # needs the [postgres] extra
 
         return PostgresStore(spec)
     raise InvalidArgumentError(

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import ConflictError, IndexNotFoundError, InvalidArgumentError, SnapshotError
-from ..snapshot import SnapshotHeader, SnapshotReader, read_header
+from ..snapshot.codec import SnapshotHeader, SnapshotReader, read_header
 from ..types import IndexInfo
 from ..validation import validate_name
 from .atomic import TEMP_PREFIX, commit_file, temporary_file, write_file_atomic

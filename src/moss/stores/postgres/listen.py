@@ -22,7 +22,7 @@ from typing import Any
 
 import psycopg
 
-from .postgres_sql import Statements, parse_payload
+from .sql import Statements, parse_payload
 
 _log = logging.getLogger("moss.stores.postgres")
 _Key = tuple[str, str]

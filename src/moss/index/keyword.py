@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .analyzer import STOP, TermIds
 from .filters import Filter
-from .keyword_text import STOP, TermIds
 
 __all__ = ["KeywordIndex"]
 

@@ -20,13 +20,13 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ..errors import IndexNotFoundError, InvalidArgumentError, ServiceUnavailableError
-from ..types import IndexInfo
-from ..validation import validate_name
-from .base import AsyncDownload, Chunks, Download, check_ttl
-from .chunks import AsyncChunks, aiter_chunks, iter_chunks
-from .file import check_expected_version
-from .http_io import (
+from ...errors import IndexNotFoundError, InvalidArgumentError, ServiceUnavailableError
+from ...types import IndexInfo
+from ...validation import validate_name
+from ..base import AsyncDownload, Chunks, Download, check_ttl
+from ..chunks import AsyncChunks, aiter_chunks, iter_chunks
+from ..file import check_expected_version
+from .io import (
     AsyncDownloadBody,
     AsyncUploadBody,
     DownloadBody,
@@ -38,7 +38,7 @@ from .http_io import (
     no_chunks,
     version_of,
 )
-from .http_wire import (
+from .wire import (
     API_PREFIX,
     TTL_HEADER,
     format_etag,

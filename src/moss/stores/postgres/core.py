@@ -11,17 +11,17 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from ..errors import ConflictError, IndexNotFoundError, InvalidArgumentError
-from ..snapshot import SnapshotHeader, SnapshotReader
-from ..types import IndexInfo
-from ..validation import validate_name
-from .base import DEFAULT_KEEP_VERSIONS
-from .postgres_sql import FETCH_BYTES, ROW_BYTES, SCHEMA_VERSION, Statements, check_level, parse_url
+from ...errors import ConflictError, IndexNotFoundError, InvalidArgumentError
+from ...snapshot.codec import SnapshotHeader, SnapshotReader
+from ...types import IndexInfo
+from ...validation import validate_name
+from ..base import DEFAULT_KEEP_VERSIONS
+from .sql import FETCH_BYTES, ROW_BYTES, SCHEMA_VERSION, Statements, check_level, parse_url
 
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
 
-    from .postgres_async import AsyncState
+    from .async_methods import AsyncState
 
 Conn = psycopg.Connection[Any]
 AConn = psycopg.AsyncConnection[Any]

@@ -11,8 +11,8 @@ import time
 
 import click
 
-from .stores import default_store_url, open_store
-from .stores.auth import KeyRecord, ProjectKeys, auth_records, parse_env_keys
+from ..stores import default_store_url, open_store
+from ..stores.auth import KeyRecord, ProjectKeys, auth_records, parse_env_keys
 
 _STORE_HELP = "Store URL (file:///path or postgresql://...); default: MOSS_STORE or ~/.moss"
 
@@ -70,7 +70,7 @@ def serve(
     try:
         import uvicorn
 
-        from .server import create_app
+        from ..server import create_app
     except ImportError as exc:
         raise click.ClickException(
             f"the server needs the server extra: pip install 'moss-sessions[server]' ({exc})"

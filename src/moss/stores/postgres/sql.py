@@ -29,9 +29,9 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import PoolTimeout
 
-from ..errors import InvalidArgumentError, ServiceUnavailableError
-from ..types import IndexInfo
-from .chunks import CHUNK_SIZE
+from ...errors import InvalidArgumentError, ServiceUnavailableError
+from ...types import IndexInfo
+from ..chunks import CHUNK_SIZE
 
 #: The schema level this version of moss writes and reads.
 SCHEMA_VERSION = 2

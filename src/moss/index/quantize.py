@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from .errors import InvalidArgumentError, MossError
+from ..errors import InvalidArgumentError, MossError
 
 __all__ = ["BLOCK", "Int8Codes", "Int8Index", "quantize_rows"]
 

@@ -34,17 +34,18 @@ import numpy as np
 import numpy.typing as npt
 import xxhash
 
-from .errors import InvalidArgumentError, SnapshotError
-from .quantize import BLOCK, Int8Codes, block_widths
-from .snapshot_documents import (
+from ..errors import InvalidArgumentError, SnapshotError
+from ..index.columns import LazyColumn
+from ..index.quantize import BLOCK, Int8Codes, block_widths
+from ..validation import validate_name
+from .documents import (
     INDEX_SECTION,
-    LazyColumn,
     Metadata,
     encode_documents,
     parse_documents,
     parse_indexed_documents,
 )
-from .snapshot_header import (
+from .header import (
     FORMAT_VERSION,
     MAX_DIMENSION,
     MAX_HEADER_BYTES,
@@ -59,7 +60,6 @@ from .snapshot_header import (
     parse_header,
     parse_prefix,
 )
-from .validation import validate_name
 
 __all__ = [
     "FORMAT_VERSION",

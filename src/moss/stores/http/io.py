@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from ..errors import (
+from ...errors import (
     AuthenticationError,
     ConflictError,
     IndexNotFoundError,
@@ -17,7 +17,7 @@ from ..errors import (
     ServiceUnavailableError,
     SnapshotError,
 )
-from .http_wire import ERRORS, VERSION_HEADER
+from .wire import ERRORS, VERSION_HEADER
 
 #: Download chunk size: big enough that per-chunk overhead vanishes, small enough to stay light.
 DOWNLOAD_CHUNK = 1 << 20

@@ -44,14 +44,14 @@ import psycopg
 from psycopg.sql import Composed
 from psycopg_pool import ConnectionPool
 
-from ..snapshot import SnapshotHeader
-from ..types import IndexInfo
-from ..validation import validate_name
-from .base import Chunks, Download, check_ttl
-from .chunks import iter_chunks
-from .file import check_expected_version
-from .postgres_async import AsyncPostgresMethods
-from .postgres_core import (
+from ...snapshot.codec import SnapshotHeader
+from ...types import IndexInfo
+from ...validation import validate_name
+from ..base import Chunks, Download, check_ttl
+from ..chunks import iter_chunks
+from ..file import check_expected_version
+from .async_methods import AsyncPostgresMethods
+from .core import (
     COPY_TYPES,
     Conn,
     auth_conflict,
@@ -60,15 +60,15 @@ from .postgres_core import (
     scalar,
     version_info,
 )
-from .postgres_listen import wait_for_version
-from .postgres_sql import (
+from .listen import wait_for_version
+from .sql import (
     SCHEMA_VERSION,
     check_level,
     info_from_row,
     notify_payload,
     translate_errors,
 )
-from .postgres_stream import BlobChunks, RowBuffer
+from .stream import BlobChunks, RowBuffer
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore"]
 

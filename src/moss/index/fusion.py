@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ..types import ResultDocument
 from .engine import Engine, StoredDoc
 from .filters import compile_filter
 from .keyword import KeywordIndex
-from .types import ResultDocument
 
 __all__ = [
     "RRF_K",

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, unquote
 
-from ..errors import (
+from ...errors import (
     AuthenticationError,
     ConflictError,
     IndexNotFoundError,
@@ -22,7 +22,7 @@ from ..errors import (
     ServiceUnavailableError,
     SnapshotError,
 )
-from ..types import IndexInfo
+from ...types import IndexInfo
 
 API_PREFIX = "/v1"
 VERSION_HEADER = "X-Moss-Version"

@@ -15,8 +15,8 @@ from typing import Any
 import orjson
 import xxhash
 
-from .errors import InvalidArgumentError, SnapshotError
-from .validation import validate_name
+from ..errors import InvalidArgumentError, SnapshotError
+from ..validation import validate_name
 
 MAGIC = b"MOSSSNAP"
 FORMAT_VERSION = 1

@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from .postgres_sql import translate_errors
+from .sql import translate_errors
 
 _Conn = psycopg.Connection[Any]
 _AConn = psycopg.AsyncConnection[Any]

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import click
 
-from .cli_db import db
-from .cli_service import keys, projects, serve
-from .client import MossClient
-from .errors import MossError
+from ..client import MossClient
+from ..errors import MossError
+from .db import db
+from .serve import keys, projects, serve
 
 _STORE_HELP = (
     "Store URL (file:///path, http://host:port, postgresql://...); default: MOSS_STORE or ~/.moss"

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from .stores.atomic import commit_file, temporary_file
+from .atomic import commit_file, temporary_file
 
 #: How many versions of each index the cache keeps.
 CACHE_KEEP_VERSIONS = 2

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from .stores import default_store_url
+from ..stores import default_store_url
 
 
 @click.group()
@@ -33,7 +33,7 @@ def upgrade(store_url: str | None) -> None:
             "(or set MOSS_STORE); file stores need no migration"
         )
     try:
-        from .stores.postgres import PostgresStore
+        from ..stores.postgres.store import PostgresStore
     except ImportError as exc:
         raise click.ClickException(
             f"PostgreSQL stores need the postgres extra: pip install 'moss-sessions[postgres]' ({exc})"

@@ -17,13 +17,13 @@ from psycopg import AsyncCopy
 from psycopg.sql import Composed
 from psycopg_pool import AsyncConnectionPool
 
-from ..snapshot import SnapshotData, SnapshotHeader, SnapshotReader
-from ..types import IndexInfo
-from ..validation import validate_name
-from .base import AsyncDownload, check_ttl
-from .chunks import AsyncChunks, aiter_chunks
-from .file import check_expected_version
-from .postgres_core import (
+from ...snapshot.codec import SnapshotData, SnapshotHeader, SnapshotReader
+from ...types import IndexInfo
+from ...validation import validate_name
+from ..base import AsyncDownload, check_ttl
+from ..chunks import AsyncChunks, aiter_chunks
+from ..file import check_expected_version
+from .core import (
     COPY_TYPES,
     AConn,
     PostgresCore,
@@ -32,15 +32,15 @@ from .postgres_core import (
     scalar,
     version_info,
 )
-from .postgres_listen import FALLBACK_POLL_SECONDS, AsyncListener
-from .postgres_sql import (
+from .listen import FALLBACK_POLL_SECONDS, AsyncListener
+from .sql import (
     SCHEMA_VERSION,
     check_level,
     info_from_row,
     notify_payload,
     translate_errors,
 )
-from .postgres_stream import AsyncBlobChunks, RowBuffer
+from .stream import AsyncBlobChunks, RowBuffer
 
 #: What the receiving task hands the writing one: rows, an error, or None at the end.
 _Batch = list[tuple[int, bytes | memoryview]] | BaseException | None

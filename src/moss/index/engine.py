@@ -40,10 +40,10 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from .errors import InvalidArgumentError
+from ..errors import InvalidArgumentError
+from .columns import LazyColumn
 from .filters import Filter, compile_filter
 from .quantize import Int8Codes, Int8Index
-from .snapshot_documents import LazyColumn
 
 __all__ = ["PRECISIONS", "Engine", "EngineExport", "StoredDoc"]
 

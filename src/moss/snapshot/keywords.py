@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 import orjson
 
-from .errors import SnapshotError
-from .keyword import KeywordIndex, _Segment
-from .keyword_text import TermIds
+from ..errors import SnapshotError
+from ..index.analyzer import TermIds
+from ..index.keyword import KeywordIndex, _Segment
 
 __all__ = ["decode_keywords", "encode_keywords"]
 

@@ -1,0 +1,5 @@
+"""The ``moss`` command line."""
+
+from .main import main, run
+
+__all__ = ["main", "run"]

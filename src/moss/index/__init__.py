@@ -1,0 +1,1 @@
+"""The in-memory index: vectors, filters, keyword index, quantisation, fusion."""
