@@ -34,8 +34,7 @@ from .types import (
     ResultDocument,
     SearchResult,
 )
-
-__version__ = "0.1.0"
+from .version import __version__ as __version__
 
 __all__ = [
     "AddResult",

@@ -16,7 +16,7 @@ from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
-from .. import __version__
+from ..version import __version__
 from ..errors import ConflictError, IndexNotFoundError, InvalidArgumentError
 from ..stores import open_store
 from ..stores.auth import auth_records, parse_env_keys
