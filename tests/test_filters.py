@@ -56,6 +56,12 @@ def ref_op(op: str, v: Any, x: Any) -> bool:
         return isinstance(v, (list, tuple)) and any(any(same(i, w) for i in v) for w in x)
     if op == "$exists":
         return bool(x)
+    if op == "$empty":
+        return (v is None or v == "" or (isinstance(v, (list, tuple)) and len(v) == 0)) is x
+    if op == "$text_match":
+        return isinstance(v, str) and x in v
+    if op == "$text_match_insensitive":
+        return isinstance(v, str) and x.lower() in v.lower()
     raise AssertionError(op)
 
 
@@ -66,7 +72,7 @@ def ref_condition(meta: dict[str, Any] | None, field: str, condition: dict[str, 
             assert meta is not None
             ok = ref_op(op, meta[field], x)
         else:
-            ok = op in ("$ne", "$nin") or (op == "$exists" and x is False)
+            ok = op in ("$ne", "$nin") or (op, x) in (("$exists", False), ("$empty", True))
         if not ok:
             return False
     return True
@@ -113,6 +119,7 @@ orderable = st.one_of(
     st.integers(-2, 2), st.sampled_from([-1.5, 0.5, 1.0]), st.sampled_from(["", "x", "y"])
 )
 scalar_lists = st.lists(scalars, max_size=3)
+texts = st.sampled_from(["", "x", "X", "xy", "Y"])
 
 
 def operands(op: str) -> st.SearchStrategy[Any]:
@@ -120,8 +127,10 @@ def operands(op: str) -> st.SearchStrategy[Any]:
         return orderable
     if op in ("$in", "$nin", "$all", "$any"):
         return scalar_lists
-    if op == "$exists":
+    if op in ("$exists", "$empty"):
         return st.booleans()
+    if op in ("$text_match", "$text_match_insensitive"):
+        return texts
     return scalars
 
 
@@ -171,8 +180,11 @@ def check_against_reference(flt: dict[str, Any], metas: list[Any]) -> None:
 
 
 SCALAR_POOL: list[Any] = [-1, 0, 1, 2, -1.5, 0.0, 1.0, 0.5, "", "x", "y", "xy", True, False, None]
+# Strings for the text operators: case and a non-ASCII letter, so lowering is exercised.
+TEXT_POOL: list[Any] = ["X", "Xy", "äx", "ÄX"]
 VALUE_POOL: list[Any] = [
     *SCALAR_POOL,
+    *TEXT_POOL,
     *([item] for item in SCALAR_POOL),
     [],
     [1, "x"],
@@ -190,8 +202,10 @@ def operand_pool(op: str) -> list[Any]:
         singles = [[a] for a in SCALAR_POOL]
         pairs = [[a, b] for i, a in enumerate(SCALAR_POOL) for b in SCALAR_POOL[i + 1 :]]
         return [[], *singles, *pairs]
-    if op == "$exists":
+    if op in ("$exists", "$empty"):
         return [True, False]
+    if op in ("$text_match", "$text_match_insensitive"):
+        return ["", "x", "X", "xy", "Y", "ÄX"]
     if op in ("$gt", "$gte", "$lt", "$lte"):
         return [x for x in SCALAR_POOL if not isinstance(x, bool) and x is not None]
     return SCALAR_POOL
@@ -229,6 +243,8 @@ DOC = {
     "n": None,
     "tags": ["a", "b", 1, True],
     "d": {"x": 1},
+    "blank": "",
+    "none": [],
 }
 
 
@@ -277,6 +293,16 @@ DOC = {
         ({"d": {"$ne": 1}}, True),
         ({"s": {"$exists": True}}, True),
         ({"nope": {"$exists": False}}, True),
+        ({"nope": {"$empty": True}}, True),
+        ({"n": {"$empty": True}}, True),
+        ({"blank": {"$empty": True}}, True),
+        ({"none": {"$empty": True}}, True),
+        ({"d": {"$empty": True}}, False),
+        ({"i": {"$empty": False}}, True),
+        ({"s": {"$text_match": "hip"}}, True),
+        ({"s": {"$text_match": "HIP"}}, False),
+        ({"s": {"$text_match_insensitive": "HIP"}}, True),
+        ({"tags": {"$text_match": "a"}}, False),
         ({"field": "i", "condition": {"$gt": 1}}, True),
         ({"$and": [{"s": "shipping"}, {"field": "i", "condition": {"$eq": 4}}]}, False),
         ({"$or": [{"s": "billing"}, {"field": "i", "condition": {"$eq": 3}}]}, True),
@@ -373,6 +399,9 @@ def test_compiled_filter_is_reusable_callable() -> None:
         {"x": {"$eq": [1, 2]}},
         {"x": {"$contains": ["a"]}},
         {"x": {"$exists": 1}},
+        {"x": {"$empty": None}},
+        {"x": {"$text_match": 1}},
+        {"x": {"$text_match_insensitive": ["a"]}},
         {"x": [1, 2]},
         {"x": {}},
         {"x": {"y": 1}},
