@@ -98,6 +98,42 @@ def demo(store: str | None) -> None:
             click.echo(f"   ({time.perf_counter() - started:.2f} s for the whole process)")
 
 
+@main.command("mcp")
+@click.option("--store", default=None, help=_STORE_HELP)
+@click.option("--project", default=None, help="Project id (default: MOSS_PROJECT_ID or 'default').")
+@click.option(
+    "--model-id", default=None, help="Embedding model of new indexes (default: moss-minilm)."
+)
+@click.option("--index", default=None, help="Pin the server to this one index.")
+@click.option("--prefix", default=None, help="Only reach indexes whose names start with this.")
+@click.option("--http", is_flag=True, help="Serve streamable HTTP at /mcp instead of stdio.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface (with --http).")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port (with --http).")
+def mcp_command(
+    store: str | None,
+    project: str | None,
+    model_id: str | None,
+    index: str | None,
+    prefix: str | None,
+    http: bool,
+    host: str,
+    port: int,
+) -> None:
+    """Serve indexes to agents over the Model Context Protocol (stdio, or --http)."""
+    try:
+        import anyio
+
+        from ..mcp import Memory, Scope, serve
+    except ImportError as exc:
+        raise click.ClickException(
+            f"moss mcp needs the mcp extra: pip install 'moss-sessions[mcp]' ({exc})"
+        ) from exc
+    memory = Memory(
+        _client(store, project), scope=Scope(index=index, prefix=prefix), model_id=model_id
+    )
+    anyio.run(lambda: serve(memory, http=http, host=host, port=port))
+
+
 def run() -> None:
     """Entry point that turns moss errors into one-line messages."""
     try:
