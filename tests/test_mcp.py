@@ -19,7 +19,7 @@ pytest.importorskip("mcp")
 
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
-from mcp.client.streamable_http import streamablehttp_client
+from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, TextContent
 from pydantic import AnyUrl
 
@@ -137,12 +137,13 @@ async def test_every_tool_and_resource(store: str) -> None:
 
 async def test_errors_are_tool_errors_and_the_server_survives(store: str) -> None:
     async with mcp_server(store) as session:
-        for tool, arguments in [
+        cases: list[tuple[str, dict[str, Any]]] = [
             ("search", {"query": "x"}),
             ("get", {"ids": ["a"]}),
             ("forget", {"ids": ["a"]}),
             ("versions", {}),
-        ]:
+        ]
+        for tool, arguments in cases:
             message = await fails(session, tool, index="missing", **arguments)
             assert "index 'missing' does not exist" in message, (tool, message)
         await call(session, "remember", index="conv-1", texts=["hello"])
@@ -176,13 +177,14 @@ async def test_an_index_pin_refuses_other_indexes(store: str) -> None:
         found = await call(pinned, "search", query="memory")
         assert [doc["text"] for doc in found["results"]] == ["pinned memory"]
         assert (await call(pinned, "get", index="conv-123", ids=stored["ids"]))["documents"]
-        for tool, arguments in [
+        refused: list[tuple[str, dict[str, Any]]] = [
             ("search", {"query": "secret"}),
             ("get", {"ids": ["a"]}),
             ("remember", {"texts": ["x"]}),
             ("forget", {"ids": ["a"]}),
             ("versions", {}),
-        ]:
+        ]
+        for tool, arguments in refused:
             message = await fails(pinned, tool, index="other", **arguments)
             assert "outside this server's scope" in message, (tool, message)
         assert [i["name"] for i in (await call(pinned, "list_indexes"))["indexes"]] == ["conv-123"]
@@ -245,7 +247,7 @@ async def test_streamable_http(store: str) -> None:
         wait_for_port(port, process)
         url = f"http://127.0.0.1:{port}/mcp"
         async with (
-            streamablehttp_client(url) as (read, write, _),
+            streamable_http_client(url) as (read, write, _),
             ClientSession(read, write) as session,
         ):
             await session.initialize()

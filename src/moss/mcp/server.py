@@ -47,8 +47,10 @@ def create_server(memory: Memory, *, host: str = "127.0.0.1", port: int = 8000) 
         if pinned
         else "Name of the index to use (see list_indexes). " + scope
     )
+    # Pinned, the index argument defaults to the pin (the schema says so, and omits it from
+    # "required"); otherwise it is required.
     Index = (
-        Annotated[str | None, Field(description=index_help)]
+        Annotated[str, Field(default=memory.scope.index, description=index_help)]
         if pinned
         else Annotated[str, Field(description=index_help)]
     )
