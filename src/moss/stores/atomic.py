@@ -10,13 +10,18 @@ the rename; moss does not).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 TEMP_PREFIX = ".tmp-"
+
+#: Temporary files untouched for this long whose writer is gone are swept (seconds).
+DEFAULT_ORPHAN_AGE = 3600.0
 
 
 def fsync_dir(directory: Path) -> None:
@@ -30,10 +35,21 @@ def fsync_dir(directory: Path) -> None:
 
 @contextlib.contextmanager
 def temporary_file(directory: Path) -> Iterator[tuple[Path, BinaryIO]]:
-    """Open a new temporary file in ``directory``; it is removed unless it was renamed away."""
-    path = directory / f"{TEMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex}"
-    handle = open(path, "xb")  # noqa: SIM115 - closed below, after the caller commits or fails
+    """Open a new temporary file in ``directory``; it is removed unless it was renamed away.
+
+    The writer holds an flock on it while it lives: the kernel drops the lock when the writer
+    dies, which tells :func:`sweep_temp_files` the file is orphaned (pids say nothing: in a
+    container the server is pid 1 after every restart).
+    """
+    path = directory / f"{TEMP_PREFIX}{uuid.uuid4().hex}"
     try:
+        handle = open(path, "xb")  # noqa: SIM115 - closed below, after the caller commits or fails
+    except FileNotFoundError:
+        # A failed put removed the directory (it was empty) after our caller made it.
+        directory.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "xb")  # noqa: SIM115
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)  # a new file: nobody else holds it
         yield path, handle
     finally:
         handle.close()
@@ -60,3 +76,41 @@ def write_file_atomic(target: Path, data: bytes) -> None:
     with temporary_file(target.parent) as (temp_path, handle):
         handle.write(data)
         commit_file(handle, temp_path, target)
+
+
+def sweep_temp_files(directory: Path, max_age: float) -> int:
+    """Remove the orphaned temporary files in ``directory``; return how many.
+
+    Orphaned: untouched for ``max_age`` seconds and no live writer holds its lock (in this
+    process or another one). The age guards the instant between a writer creating its file and
+    locking it.
+    """
+    try:
+        entries = os.listdir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+    removed = 0
+    cutoff = time.time() - max_age
+    for entry in entries:
+        if entry.startswith(TEMP_PREFIX):
+            removed += _remove_if_orphaned(directory / entry, cutoff)
+    return removed
+
+
+def _remove_if_orphaned(path: Path, cutoff: float) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return False  # gone meanwhile (committed or swept by another process)
+    try:
+        if os.fstat(fd).st_mtime > cutoff:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # a live writer holds it
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        return True
+    finally:
+        os.close(fd)

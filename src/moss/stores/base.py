@@ -24,6 +24,30 @@ Chunks = Iterable[bytes | memoryview] | BinaryIO
 #: How many versions of each index a store keeps unless told otherwise.
 DEFAULT_KEEP_VERSIONS = 5
 
+#: The highest version number a store accepts (a signed 64-bit integer, as PostgreSQL keeps it).
+MAX_VERSION = 2**63 - 1
+
+
+def check_version(value: object, what: str = "version", lowest: int = 1) -> int:
+    """Refuse a version number that is not an int in ``lowest .. MAX_VERSION``; return it."""
+    if isinstance(value, bool) or not isinstance(value, int) or not lowest <= value <= MAX_VERSION:
+        # Never repr a huge int: past 4300 digits that raises ValueError itself.
+        shown = (
+            f"an integer of {value.bit_length()} bits"
+            if isinstance(value, int) and value.bit_length() > 64
+            else repr(value)[:40]
+        )
+        raise InvalidArgumentError(
+            f"{what} must be an integer from {lowest} to {MAX_VERSION}, got {shown}"
+        )
+    return value
+
+
+def check_expected_version(expected_version: int | None) -> None:
+    """Refuse an ``expected_version`` that is not None or an int in ``0 .. MAX_VERSION``."""
+    if expected_version is not None:
+        check_version(expected_version, "expected_version (0: only if absent)", lowest=0)
+
 
 def check_ttl(ttl: float | None) -> float | None:
     """Refuse a ``ttl`` that is not None or a positive finite number of seconds; return it as float."""

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from .atomic import commit_file, temporary_file
+from .atomic import DEFAULT_ORPHAN_AGE, commit_file, sweep_temp_files, temporary_file
 
 #: How many versions of each index the cache keeps.
 CACHE_KEEP_VERSIONS = 2
@@ -31,10 +31,20 @@ def default_cache_dir() -> Path:
 
 
 class SnapshotCache:
-    """Snapshots kept on local disk, one directory per (store, project, index)."""
+    """Snapshots kept on local disk, one directory per (store, project, index).
 
-    def __init__(self, root: Path | None = None) -> None:
+    Partial downloads left by a killed client are swept when a cache is made: those untouched
+    for ``orphan_age`` seconds whose writer is gone.
+    """
+
+    def __init__(self, root: Path | None = None, *, orphan_age: float = DEFAULT_ORPHAN_AGE) -> None:
         self.root = root or default_cache_dir()
+        try:
+            entries = os.listdir(self.root)
+        except (FileNotFoundError, NotADirectoryError):
+            entries = []
+        for entry in entries:
+            sweep_temp_files(self.root / entry, orphan_age)
 
     def _dir(self, location: str, project: str, name: str) -> Path:
         # Hashing the key keeps untrusted names and URLs out of paths entirely.

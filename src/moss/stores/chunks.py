@@ -47,3 +47,23 @@ async def aiter_sync(chunks: Iterable[T]) -> AsyncIterator[T]:
     iterator = iter(chunks)
     while (chunk := await asyncio.to_thread(_next_or_none, iterator)) is not None:
         yield chunk
+
+
+class NextChunk:
+    """A flow step (:mod:`moss.flow`) taking the next chunk of a snapshot, None at the end:
+    from :func:`iter_chunks` when run blocking, from :func:`aiter_chunks` when awaited."""
+
+    def __init__(self, chunks: AsyncChunks) -> None:
+        self._chunks = chunks
+        self._iterator: Iterator[bytes | memoryview] | None = None
+        self._aiterator: AsyncIterator[bytes | memoryview] | None = None
+
+    def run(self) -> bytes | memoryview | None:
+        if self._iterator is None:
+            self._iterator = iter_chunks(self._chunks)  # type: ignore[arg-type]  # async input: aput
+        return next(self._iterator, None)
+
+    async def arun(self) -> bytes | memoryview | None:
+        if self._aiterator is None:
+            self._aiterator = aiter_chunks(self._chunks)
+        return await anext(self._aiterator, None)

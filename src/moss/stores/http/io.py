@@ -17,6 +17,8 @@ from ...errors import (
     ServiceUnavailableError,
     SnapshotError,
 )
+from ..base import AsyncDownload, Download
+from ..chunks import AsyncChunks, aiter_chunks, iter_chunks
 from .wire import ERRORS, VERSION_HEADER
 
 #: Download chunk size: big enough that per-chunk overhead vanishes, small enough to stay light.
@@ -73,27 +75,21 @@ def before_sending(exc: httpx.TransportError) -> bool:
 
 
 class UploadBody:
-    """A request body that records whether any of it was taken (so a retry is safe or not)."""
+    """A request body streamed from snapshot chunks; records whether any of it was taken (so a
+    retry is safe or not). httpx pulls :meth:`sync` on a Client, :meth:`asynchronous` on an
+    AsyncClient."""
 
-    def __init__(self, chunks: Iterator[bytes | memoryview]) -> None:
+    def __init__(self, chunks: AsyncChunks) -> None:
         self._chunks = chunks
         self.started = False
 
-    def __iter__(self) -> Iterator[bytes]:
-        for chunk in self._chunks:
+    def sync(self) -> Iterator[bytes]:
+        for chunk in iter_chunks(self._chunks):  # type: ignore[arg-type]  # async input: async put
             self.started = True
             yield chunk  # type: ignore[misc]  # memoryviews are sent as they are, uncopied
 
-
-class AsyncUploadBody:
-    """Async twin of :class:`UploadBody`."""
-
-    def __init__(self, chunks: AsyncIterator[bytes | memoryview]) -> None:
-        self._chunks = chunks
-        self.started = False
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._chunks:
+    async def asynchronous(self) -> AsyncIterator[bytes]:
+        async for chunk in aiter_chunks(self._chunks):
             self.started = True
             yield chunk  # type: ignore[misc]  # memoryviews are sent as they are, uncopied
 
@@ -164,6 +160,24 @@ async def close_at_loop_shutdown(client: httpx.AsyncClient) -> AsyncGenerator[No
         yield
     finally:
         await client.aclose()
+
+
+def download_of(name: str, location: str, answer: tuple[int, httpx.Response | None]) -> Download:
+    """A blocking download of ``answer`` (its version, and its open response; None for a 304)."""
+    number, response = answer
+    if response is None:
+        return Download(number, iter(()), not_modified=True)
+    return Download(number, DownloadBody(response, location, name))
+
+
+def adownload_of(
+    name: str, location: str, answer: tuple[int, httpx.Response | None]
+) -> AsyncDownload:
+    """Async twin of :func:`download_of`."""
+    number, response = answer
+    if response is None:
+        return AsyncDownload(number, no_chunks(), not_modified=True)
+    return AsyncDownload(number, AsyncDownloadBody(response, location, name))
 
 
 async def no_chunks() -> AsyncIterator[bytes]:

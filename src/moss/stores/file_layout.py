@@ -1,0 +1,137 @@
+"""The on-disk layout of the file store: encoded names, version files, counter, expiry, lock.
+
+Layout (names are base32-encoded, never used raw, so case-insensitive file systems, ``:`` and
+``..`` cannot make two names collide or escape the root)::
+
+    <root>/projects/<project>/<index>/
+        v000000000007.snap    one immutable file per kept version
+        counter               the highest version ever assigned (survives deletes)
+        lock                  flock'ed by writers: puts, prunes and deletes are serialised
+        expires               unix time after which the index counts as deleted (put with ttl)
+        .tmp-<uuid>           uploads in progress (flock'ed by their writer)
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from ..errors import SnapshotError
+from ..snapshot.codec import SnapshotHeader, read_header
+from ..types import IndexInfo
+from .atomic import write_file_atomic
+from .chunks import CHUNK_SIZE
+
+
+def encode_name(name: str) -> str:
+    """Encode a validated name as a portable, case-insensitive-safe file name."""
+    return base64.b32encode(name.encode("ascii")).decode("ascii").rstrip("=").lower()
+
+
+def decode_name(encoded: str) -> str | None:
+    """Invert :func:`encode_name`; None for entries that are not encoded names."""
+    padded = encoded.upper() + "=" * (-len(encoded) % 8)
+    try:
+        return base64.b32decode(padded).decode("ascii")
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def version_file(version: int) -> str:
+    """The file name of a version (the number zero-padded so names sort as numbers)."""
+    return f"v{version:012d}.snap"
+
+
+def _parse_version_file(file_name: str) -> int | None:
+    if file_name.startswith("v") and file_name.endswith(".snap") and file_name[1:-5].isdigit():
+        return int(file_name[1:-5])
+    return None
+
+
+def kept_versions(directory: Path) -> list[int]:
+    """The version numbers stored in an index directory, ascending."""
+    try:
+        entries = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    return sorted(v for e in entries if (v := _parse_version_file(e)) is not None)
+
+
+def read_counter(directory: Path) -> int:
+    """The highest version ever assigned in the directory (0 if none)."""
+    try:
+        return int((directory / "counter").read_text("ascii"))
+    except (FileNotFoundError, ValueError):
+        return 0
+
+
+def write_counter(directory: Path, version: int) -> None:
+    write_file_atomic(directory / "counter", str(version).encode("ascii"))
+
+
+def expired(directory: Path) -> bool:
+    """Whether the index's ``expires`` time has passed (no file: it never expires)."""
+    try:
+        expires = float((directory / "expires").read_text("ascii"))
+    except (FileNotFoundError, ValueError):
+        return False
+    return time.time() >= expires
+
+
+def set_expiry(directory: Path, ttl: float | None) -> None:
+    """Expire the index ``ttl`` seconds from now (None: never)."""
+    if ttl is None:
+        with contextlib.suppress(FileNotFoundError):
+            (directory / "expires").unlink()
+    else:
+        write_file_atomic(directory / "expires", repr(time.time() + ttl).encode("ascii"))
+
+
+@contextlib.contextmanager
+def locked(directory: Path) -> Iterator[None]:
+    """Hold the index's writer lock."""
+    # flock locks belong to the open file description, so they exclude other processes and
+    # other threads of this process alike; the kernel drops them if the holder dies.
+    with open(directory / "lock", "a+b") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
+def read_chunks(handle: BinaryIO) -> Iterator[bytes]:
+    """The chunks of an open version file; closes it at the end (or when closed early)."""
+    with handle:
+        while block := handle.read(CHUNK_SIZE):
+            yield block
+
+
+def info_from_file(name: str, version: int, handle: BinaryIO) -> IndexInfo:
+    """Describe a stored version from its header."""
+    try:
+        header = read_header(handle)
+    except SnapshotError as exc:
+        raise SnapshotError(
+            f"stored version {version} of index {name!r} is unreadable: {exc}"
+        ) from exc
+    return info(name, version, header, os.fstat(handle.fileno()).st_size)
+
+
+def info(name: str, version: int, header: SnapshotHeader, size: int) -> IndexInfo:
+    """Describe a version from its header and size."""
+    return IndexInfo(
+        name=name,
+        version=version,
+        model_id=header.model_id,
+        dimension=header.dimension,
+        doc_count=header.count,
+        size_bytes=size,
+        created_at=header.created_at,
+    )
