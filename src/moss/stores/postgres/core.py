@@ -1,36 +1,36 @@
-"""The shared part of :class:`~moss.stores.postgres.PostgresStore`: settings, messages, no I/O.
-
-The sync path lives in :mod:`moss.stores.postgres`, its async twin, line for line, in
-:mod:`moss.stores.postgres_async`; both build on :class:`PostgresCore`.
+"""The base of :class:`~moss.stores.postgres.PostgresStore`: settings, messages, and the two
+drivers that run a flow (:mod:`moss.stores.postgres.flows`) blocking or awaited.
 """
 
 from __future__ import annotations
 
-import threading
-from typing import TYPE_CHECKING, Any
-
-import psycopg
+from collections.abc import Callable
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from ...errors import ConflictError, IndexNotFoundError, InvalidArgumentError
+from ...flow import Flow, run_async, run_sync
 from ...snapshot.codec import SnapshotHeader, SnapshotReader
 from ...types import IndexInfo
 from ...validation import validate_name
 from ..base import DEFAULT_KEEP_VERSIONS
-from .sql import FETCH_BYTES, ROW_BYTES, SCHEMA_VERSION, Statements, check_level, parse_url
+from .link import Link
+from .pools import Pools
+from .sql import (
+    FETCH_BYTES,
+    ROW_BYTES,
+    SCHEMA_VERSION,
+    Statements,
+    check_level,
+    parse_url,
+    translate_errors,
+)
 
-if TYPE_CHECKING:
-    from psycopg_pool import ConnectionPool
-
-    from .async_methods import AsyncState
-
-Conn = psycopg.Connection[Any]
-AConn = psycopg.AsyncConnection[Any]
-#: Column types of a ``COPY ... (FORMAT BINARY)`` into ``chunks``.
-COPY_TYPES = ["int8", "int4", "bytea"]
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class PostgresCore:
-    """Settings and what the sync and async paths share (see ``PostgresStore``)."""
+    """Settings, messages and flow drivers of ``PostgresStore`` (see there for the arguments)."""
 
     def __init__(
         self,
@@ -51,30 +51,60 @@ class PostgresCore:
             raise InvalidArgumentError(f"keep_versions must be at least 1, got {keep}")
         if pool_size < 1:
             raise InvalidArgumentError(f"pool_size must be at least 1, got {pool_size}")
+        if not 1 <= row_bytes <= ROW_BYTES:
+            raise InvalidArgumentError(f"row_bytes must be in 1..{ROW_BYTES}, got {row_bytes}")
         self.schema = target.schema
         self.location = target.location
         self.keep_versions = keep
         self.max_snapshot_bytes = max_snapshot_bytes
         self.is_local = False  # clients keep a disk cache of downloads, as for a server
-        self._conninfo = target.conninfo
-        self._connect_options: dict[str, Any] = {"connect_timeout": max(1, round(connect_timeout))}
-        if not 1 <= row_bytes <= ROW_BYTES:
-            raise InvalidArgumentError(f"row_bytes must be in 1..{ROW_BYTES}, got {row_bytes}")
         self.row_bytes = row_bytes
         self._rows_per_fetch = max(1, FETCH_BYTES // row_bytes)
-        self._pool_size = pool_size
         self._timeout = connect_timeout
         self._auto_upgrade = auto_upgrade
         self._sql = Statements(self.schema)
-        self._lock = threading.Lock()
-        self._pool: ConnectionPool[Conn] | None = None
-        self._astate: AsyncState | None = None
+        connect_options: dict[str, Any] = {"connect_timeout": max(1, round(connect_timeout))}
+        self._pools = Pools(
+            target.conninfo, connect_options, self._sql, size=pool_size, timeout=connect_timeout
+        )
         self._schema_ready = False
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.location!r})"  # the location never holds the password
 
-    # -- what both paths share -------------------------------------------------------------
+    # -- drivers ---------------------------------------------------------------------------
+
+    def _sync(
+        self, flow: Callable[Concatenate[Link, P], Flow[T]], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run ``flow`` blocking, on a connection of the sync pool."""
+        link = Link(self._pools)
+        with translate_errors(self.location):
+            try:
+                return run_sync(flow(link, *args, **kwargs))
+            finally:
+                link.close()
+
+    async def _async(
+        self, flow: Callable[Concatenate[Link, P], Flow[T]], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run ``flow`` awaited, on a connection of the running loop's async pool."""
+        link = Link(self._pools)
+        with translate_errors(self.location):
+            try:
+                return await run_async(flow(link, *args, **kwargs))
+            finally:
+                await link.aclose()
+
+    def close(self) -> None:
+        """Close the sync connection pool (the async one is closed by :meth:`aclose`)."""
+        self._pools.close()
+
+    async def aclose(self) -> None:
+        """Close both connection pools and the listening connection."""
+        await self._pools.aclose()
+
+    # -- messages and checks ---------------------------------------------------------------
 
     @staticmethod
     def _key(project: str, name: str) -> tuple[str, str]:
@@ -108,23 +138,8 @@ class PostgresCore:
             )
         return level < SCHEMA_VERSION
 
-    def _version_row(
-        self, project: str, name: str, version: int, blob_id: int, header: SnapshotHeader
-    ) -> tuple[Any, ...]:
-        return (
-            project, name, version, blob_id, header.model_id, header.dimension,
-            header.count, header.total_size, header.created_at,
-        )  # fmt: skip
-
     def _reader(self, name: str) -> SnapshotReader:
         return SnapshotReader(keep_data=False, expected_name=name, max_size=self.max_snapshot_bytes)
-
-    def close(self) -> None:
-        """Close the sync connection pool (the async one is closed by :meth:`aclose`)."""
-        with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.close()
 
 
 def check_version(version: int | None) -> None:
@@ -135,16 +150,22 @@ def check_version(version: int | None) -> None:
         raise InvalidArgumentError(f"version must be an integer >= 1, got {version!r}")
 
 
-def scalar(row: tuple[Any, ...] | None) -> int:
-    """The first column of a row that a statement always returns."""
-    assert row is not None  # the statement always returns a row
+def first_int(row: tuple[Any, ...] | None, default: int | None = None) -> int:
+    """The first column of a row; ``default`` for no row (else the statement always returns one)."""
+    if row is None:
+        assert default is not None  # the statement always returns a row
+        return default
     return int(row[0])
 
 
-def counter_and_latest(row: tuple[Any, ...] | None) -> tuple[int, int]:
-    """The (counter, latest) columns of an index row locked by ``Statements.lock_index``."""
-    assert row is not None  # the index row was ensured in this transaction
-    return int(row[0]), int(row[1])
+def version_row(
+    project: str, name: str, version: int, blob_id: int, header: SnapshotHeader
+) -> tuple[Any, ...]:
+    """The columns of ``Statements.insert_version`` for a snapshot's header."""
+    return (
+        project, name, version, blob_id, header.model_id, header.dimension,
+        header.count, header.total_size, header.created_at,
+    )  # fmt: skip
 
 
 def version_info(name: str, version: int, header: SnapshotHeader) -> IndexInfo:

@@ -5,9 +5,10 @@ the notification goes out exactly when the version becomes visible, to every lis
 database: a ``moss serve`` replica learns of a push through another replica without polling.
 
 The async path keeps one listening connection per store and event loop (:class:`AsyncListener`)
-and fans notifications out to every waiter, however many indexes are watched. The sync path
-(:func:`wait_for_version`) listens on a connection of its own for the duration of one call:
-it needs no thread, and sync watchers are few (one per auto-refreshed sync session).
+and hands each notification to the waiters of its index only, however many indexes are watched.
+The sync path (:class:`WaitForVersion` run blocking) listens on a connection of its own for
+the duration of one call: it needs no thread, and sync watchers are few (one per auto-refreshed
+sync session).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,29 +33,68 @@ FALLBACK_POLL_SECONDS = 1.0
 _RECONNECT_MAX_SECONDS = 5.0
 
 
-def wait_for_version(
-    conninfo: str,
-    connect_options: dict[str, Any],
-    statements: Statements,
-    key: _Key,
-    after: int,
-    timeout: float,
-    latest: Callable[[psycopg.Connection[Any]], int],
-) -> int | None:
-    """Sync: listen, then wait up to ``timeout`` s for a version of ``key`` above ``after``."""
-    deadline = time.monotonic() + timeout
-    with psycopg.connect(conninfo, autocommit=True, **connect_options) as conn:
-        conn.execute(statements.listen)
-        # Looked up only once LISTEN is active: a push in between cannot be missed.
-        current = latest(conn)
-        if current > after:
-            return current
-        while (remaining := deadline - time.monotonic()) > 0:
-            for notify in conn.notifies(timeout=remaining):
-                heard = parse_payload(notify.payload)
-                if heard is not None and heard[:2] == key and heard[2] > after:
-                    return heard[2]
-        return None
+@dataclass(frozen=True, slots=True)
+class WaitForVersion:
+    """A step: wait up to ``timeout`` s for a version of ``key`` above ``after``, then return it
+    (None at the timeout).
+
+    Sync, it listens on a connection of its own for the duration; async, it registers with the
+    loop's shared :class:`AsyncListener` (made by ``listener``) and is woken only by
+    notifications for ``key``, looking the latest version up (``latest``) once registered.
+    """
+
+    conninfo: str
+    connect_options: dict[str, Any]
+    statements: Statements
+    key: _Key
+    after: int
+    timeout: float
+    connect_timeout: float
+    listener: Callable[[], Awaitable[AsyncListener]]
+    latest: Callable[[], Awaitable[int]]
+
+    def run(self) -> int | None:
+        deadline = time.monotonic() + self.timeout
+        with psycopg.connect(self.conninfo, autocommit=True, **self.connect_options) as conn:
+            conn.execute(self.statements.listen)
+            # Looked up only once LISTEN is active: a push in between cannot be missed.
+            row = conn.execute(self.statements.latest, self.key).fetchone()
+            if row is not None and int(row[0]) > self.after:
+                return int(row[0])
+            while (remaining := deadline - time.monotonic()) > 0:
+                for notify in conn.notifies(timeout=remaining):
+                    heard = parse_payload(notify.payload)
+                    if heard is not None and heard[:2] == self.key and heard[2] > self.after:
+                        return heard[2]
+            return None
+
+    async def arun(self) -> int | None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        listener = await self.listener()
+        await listener.start(timeout=min(self.timeout, self.connect_timeout))
+        with listener.waiting(self.key) as waiter:
+            while True:
+                # Looked up once the waiter is registered (and LISTEN active): nothing is missed.
+                waiter.recheck = False
+                latest = await self.latest()
+                if latest > self.after:
+                    return latest
+                while not waiter.recheck:
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        return None
+                    # Without a listening connection, fall back to looking now and then.
+                    connected = listener.connected
+                    wait = remaining if connected else min(remaining, FALLBACK_POLL_SECONDS)
+                    try:
+                        await asyncio.wait_for(waiter.event.wait(), wait)
+                    except asyncio.TimeoutError:
+                        waiter.recheck = not listener.connected
+                        continue
+                    waiter.event.clear()
+                    if waiter.version > self.after:
+                        return waiter.version
 
 
 @dataclass(eq=False)

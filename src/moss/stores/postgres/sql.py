@@ -171,6 +171,10 @@ class Statements:
             "INSERT INTO {s}.schema_version (id, version) VALUES (1, %s) ON CONFLICT (id) "
             "DO UPDATE SET version = excluded.version, upgraded_at = now()"
         )
+        # Writes run between these (on autocommit connections; a flow that fails midway leaves
+        # its transaction to the link, which rolls it back).
+        self.begin = sql.SQL("BEGIN")
+        self.commit = sql.SQL("COMMIT")
         self.listen = sql.SQL("LISTEN {}").format(sql.Identifier(self.channel))
         self.notify = sql.SQL("SELECT pg_notify({}, %s)").format(sql.Literal(self.channel))
 
@@ -222,7 +226,6 @@ class Statements:
         # Reads. A download runs in one REPEATABLE READ transaction: the lookup and the cursor
         # see one snapshot, so a prune committed meanwhile cannot take the rows away.
         self.begin_snapshot = sql.SQL("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        self.rollback = sql.SQL("ROLLBACK")
         self.find_latest = q(
             "SELECT v.version, v.blob_id FROM {s}.indexes i JOIN {s}.versions v "
             "ON v.project = i.project AND v.name = i.name AND v.version = i.latest "
