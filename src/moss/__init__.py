@@ -22,9 +22,8 @@ from .errors import (
     ServiceUnavailableError,
     SnapshotError,
 )
-from .session import Session
+from .session import Session, SyncSession
 from .stores import FileStore, Store
-from .sync_session import SyncSession
 from .types import (
     AddResult,
     DocumentInfo,

@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
-import numpy as np
-import numpy.typing as npt
-
 from .embeddings import EmbeddingModel
-from .errors import InvalidArgumentError, ModelMismatchError
+from .errors import IndexNotFoundError, InvalidArgumentError, ModelMismatchError
+from .flow import Flow, run_async, run_sync
 from .index.engine import PRECISIONS
 from .index.fusion import merge_rankings, rank, to_results
-from .loading import Hydrator, Loaded, model_for_new_index, requested_model
-from .session import Session
+from .index.local import LocalIndex
+from .loading import Hydrator, model_for_new_index, requested_model
+from .refresh_policy import logger
+from .session import Session, SessionCore, SyncSession, embed_query
 from .stores import open_store
 from .stores.base import Store
 from .stores.cache import SnapshotCache
@@ -61,7 +62,7 @@ class MossClient:
         self._hydrator = Hydrator(self.store, self.project_id, cache)
         # The session each name was last opened as, for query_multi_index; weak, so the client
         # never keeps a session alive that its owner dropped.
-        self._opened: weakref.WeakValueDictionary[str, Session] = weakref.WeakValueDictionary()
+        self._opened: weakref.WeakValueDictionary[str, SessionCore] = weakref.WeakValueDictionary()
         self.sync = SyncClient(self)
 
     def __repr__(self) -> str:
@@ -76,6 +77,7 @@ class MossClient:
         version: int | None = None,
         auto_refresh: bool = False,
         precision: str | None = None,
+        must_exist: bool = False,
     ) -> Session:
         """Open the index named ``index_name``: its latest (or the given) version, or a new empty session.
 
@@ -86,52 +88,62 @@ class MossClient:
         the bytes scanned per query; the codes are pushed with the index); left out, the stored
         index's precision is kept (float32 for a new index). ``auto_refresh=True`` keeps the
         session fresh in the background as other processes push (local unpushed changes are
-        replayed onto each new version).
+        replayed onto each new version). ``must_exist=True`` raises ``IndexNotFoundError``
+        instead of starting an empty session when the index does not exist.
         """
-        name = validate_name(index_name)
-        model = requested_model(model_id, model)
-        loaded = await self._hydrator.aload(name, model_id, model, version)
-        session = self._session(name, model_id, model, loaded, precision)
+        flow = self._open(index_name, model_id, model, version, precision, must_exist)
+        session = Session(await run_async(flow))
         if auto_refresh:
-            session._start_auto_refresh()
+            core = session._core
+            core.refresher = asyncio.get_running_loop().create_task(run_async(core.follow()))
         return session
 
-    def _session(
+    def _open(
         self,
-        name: str,
+        index_name: str,
         model_id: str | None,
         model: EmbeddingModel | None,
-        loaded: Loaded | None,
-        precision: str | None = None,
-    ) -> Session:
+        version: int | None,
+        precision: str | None,
+        must_exist: bool,
+    ) -> Flow[SessionCore]:
+        name = validate_name(index_name)
+        model = requested_model(model_id, model)
         if precision is not None and precision not in PRECISIONS:
             raise InvalidArgumentError(
                 f"precision must be one of {', '.join(map(repr, PRECISIONS))}, got {precision!r}"
             )
-        if loaded is not None and precision is not None:
-            loaded.engine.set_precision(precision)
+        loaded = yield from self._hydrator.load_flow(name, model_id, model, version)
+        where = f"project {self.project_id!r} of store {self.store.location}"
         if loaded is None:
-            session = Session(
-                name=name,
-                hydrator=self._hydrator,
-                model=model_for_new_index(model_id, model),
-                engine=None,
-                version=0,
-                precision=precision,
+            if must_exist:
+                raise IndexNotFoundError(
+                    f"index {name!r} does not exist in {where}: push it first, or check the "
+                    "name, the project and the store (MOSS_STORE, MOSS_PROJECT_ID)"
+                )
+            bound, engine, keywords, number, stale = (
+                model_for_new_index(model_id, model),
+                None,
+                None,
+                0,
+                False,
             )
         else:
-            session = Session(
-                name=name,
-                hydrator=self._hydrator,
-                model=loaded.model,
-                engine=loaded.engine,
-                version=loaded.version,
-                stale=loaded.stale,
-                keywords=loaded.keywords,
-                precision=precision,
-            )
-        self._opened[name] = session
-        return session
+            if precision is not None:
+                loaded.engine.set_precision(precision)
+            bound, engine, keywords = loaded.model, loaded.engine, loaded.keywords
+            number, stale = loaded.version, loaded.stale
+        logger.info("opened index %r of %s at version %d", name, where, number)
+        core = SessionCore(
+            name=name,
+            hydrator=self._hydrator,
+            model=bound,
+            index=LocalIndex(engine, keywords, precision=precision),
+            version=number,
+            stale=stale,
+        )
+        self._opened[name] = core
+        return core
 
     async def query_multi_index(
         self, names: Sequence[str], text: str, options: QueryOptions | None = None
@@ -151,20 +163,32 @@ class MossClient:
             found = await client.query_multi_index(["tickets", "faq"], "refund ORD-1234")
             [(doc.index_name, doc.id) for doc in found.docs]
         """
+        return await run_async(self._query_multi(names, text, options))
+
+    def _query_multi(
+        self, names: Sequence[str], text: str, options: QueryOptions | None
+    ) -> Flow[SearchResult]:
         started = time.perf_counter()
         sessions, options = self._multi_check(names, text, options)
-        lead = sessions[0]
-        vector = lead._query_vector(options)
-        if vector is None and any(s.doc_count for s in sessions):
-            vector = await lead.model.aembed_query(text)
+        vector = sessions[0].query_vector(options)
+        if vector is None and any(len(s.index) for s in sessions):
+            vector = yield from embed_query(sessions[0].model, text)
         for session in sessions:
-            if session._keywords_pending(options):
-                await asyncio.to_thread(session._indexes, keyword=True)
-        return _multi_search(sessions, text, options, vector, started)
+            yield from session.prepare_keywords(options)
+        # Each index gives the candidates it would give alone: each side's global top (depth) is
+        # within the union of the per-index tops, since the merge orders by the same scores.
+        parts = [s.candidates(text, options, vector) for s in sessions]
+        docs = to_results(rank(merge_rankings(parts), float(options.alpha), options.top_k))
+        return SearchResult(
+            docs=docs,
+            query=text,
+            index_name=",".join(s.name for s in sessions),
+            time_taken_ms=(time.perf_counter() - started) * 1000,
+        )
 
     def _multi_check(
         self, names: Sequence[str], text: str, options: QueryOptions | None
-    ) -> tuple[list[Session], QueryOptions]:
+    ) -> tuple[list[SessionCore], QueryOptions]:
         if isinstance(names, str) or not names:
             raise InvalidArgumentError(
                 "names must be a non-empty list of index names, e.g. ['tickets', 'faq']"
@@ -172,19 +196,19 @@ class MossClient:
         sessions = []
         for name in dict.fromkeys(names):
             session = self._opened.get(validate_name(name))
-            if session is None or session._closed:
+            if session is None or session.closed:
                 raise InvalidArgumentError(
                     f"index {name!r} is not open in this client: open it first with "
                     f"client.session({name!r}) (or client.sync.session)"
                 )
             sessions.append(session)
-        models = {(s.model_id, s.model.artifact_id) for s in sessions}
+        models = {(s.model.model_id, s.model.artifact_id) for s in sessions}
         if len(models) > 1:
             raise ModelMismatchError(
                 f"query_multi_index needs indexes of one embedding model, got "
                 f"{sorted(m for m, _ in models)}: query each model's indexes separately"
             )
-        return sessions, sessions[0]._check_query(text, options)
+        return sessions, sessions[0].check_query(text, options)
 
     async def list_indexes(self) -> list[IndexInfo]:
         """Describe every index of the project (latest version each), sorted by name."""
@@ -237,28 +261,27 @@ class SyncClient:
         version: int | None = None,
         auto_refresh: bool = False,
         precision: str | None = None,
-    ) -> Session:
-        """Blocking twin of :meth:`MossClient.session` (auto-refresh runs on a daemon thread)."""
-        c = self._client
-        name = validate_name(index_name)
-        model = requested_model(model_id, model)
-        loaded = c._hydrator.load(name, model_id, model, version)
-        session = c._session(name, model_id, model, loaded, precision)
+        must_exist: bool = False,
+    ) -> SyncSession:
+        """Blocking :meth:`MossClient.session`: a session whose methods block (auto-refresh on a thread)."""
+        flow = self._client._open(index_name, model_id, model, version, precision, must_exist)
+        session = SyncSession(run_sync(flow))
         if auto_refresh:
-            session.sync._start_auto_refresh()
+            core = session._core
+            thread = threading.Thread(
+                target=lambda: run_sync(core.follow()),
+                name=f"moss-refresh-{core.name}",
+                daemon=True,
+            )
+            core.refresher = thread
+            thread.start()
         return session
 
     def query_multi_index(
         self, names: Sequence[str], text: str, options: QueryOptions | None = None
     ) -> SearchResult:
-        """Blocking twin of :meth:`MossClient.query_multi_index`."""
-        started = time.perf_counter()
-        sessions, options = self._client._multi_check(names, text, options)
-        lead = sessions[0]
-        vector = lead._query_vector(options)
-        if vector is None and any(s.doc_count for s in sessions):
-            vector = lead.model.embed_query(text)
-        return _multi_search(sessions, text, options, vector, started)
+        """Blocking :meth:`MossClient.query_multi_index` (sessions opened either way)."""
+        return run_sync(self._client._query_multi(names, text, options))
 
     def list_indexes(self) -> list[IndexInfo]:
         """Blocking twin of :meth:`MossClient.list_indexes`."""
@@ -272,23 +295,3 @@ class SyncClient:
         """Blocking twin of :meth:`MossClient.close`."""
         if self._client._owns_store:
             self._client.store.close()
-
-
-def _multi_search(
-    sessions: list[Session],
-    text: str,
-    options: QueryOptions,
-    vector: npt.NDArray[np.float32] | None,
-    started: float,
-) -> SearchResult:
-    """Each session's candidates, merged per side, blended: the global top k."""
-    # Each index gives the candidates it would give alone: each side's global top (depth) is
-    # within the union of the per-index tops, since the merge orders by the same scores.
-    parts = [s._candidates(text, options, vector, options.top_k) for s in sessions]
-    docs = to_results(rank(merge_rankings(parts), float(options.alpha), options.top_k))
-    return SearchResult(
-        docs=docs,
-        query=text,
-        index_name=",".join(s.name for s in sessions),
-        time_taken_ms=(time.perf_counter() - started) * 1000,
-    )

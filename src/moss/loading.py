@@ -1,7 +1,6 @@
 """Open stored versions: check the model against the header, decode into an engine, cache.
 
-The decision logic lives once in :class:`Hydrator`; ``load`` and ``aload`` only differ in how
-they do I/O.
+The decision logic lives once, in :meth:`Hydrator.load_flow`, driven blocking or awaited.
 """
 
 from __future__ import annotations
@@ -10,6 +9,7 @@ import asyncio
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, BinaryIO, TypeVar
 
 import numpy as np
@@ -23,12 +23,13 @@ from .errors import (
     ServiceUnavailableError,
     SnapshotError,
 )
+from .flow import Flow, Io, Offload, run_sync
 from .index.columns import LazyColumn
 from .index.engine import Engine
 from .index.keyword import KeywordIndex
 from .snapshot.codec import SnapshotData, SnapshotHeader, SnapshotReader
 from .snapshot.keywords import decode_keywords
-from .stores.base import Store
+from .stores.base import AsyncDownload, Download, Store
 from .stores.cache import SnapshotCache
 from .stores.chunks import CHUNK_SIZE
 
@@ -208,6 +209,35 @@ class Decoder:
         return Loaded(bound, engine, version, stale, keywords)
 
 
+@dataclass(frozen=True)
+class _Drain:
+    """A flow step: feed a whole download to the decoder (and to the cache file), then close it."""
+
+    download: Download | AsyncDownload
+    decoder: Decoder
+    out: BinaryIO | None
+
+    def run(self) -> None:
+        assert isinstance(self.download, Download)  # store.get's
+        try:
+            for chunk in self.download:
+                self.decoder.feed(chunk)
+                if self.out is not None:
+                    self.out.write(chunk)
+        finally:
+            self.download.close()
+
+    async def arun(self) -> None:
+        assert isinstance(self.download, AsyncDownload)  # store.aget's
+        try:
+            async for chunk in self.download:
+                self.decoder.feed(chunk)
+                if self.out is not None:
+                    await asyncio.to_thread(self.out.write, chunk)
+        finally:
+            await self.download.aclose()
+
+
 def _file_chunks(handle: BinaryIO) -> Iterator[bytes]:
     with handle:
         while block := handle.read(CHUNK_SIZE):
@@ -265,6 +295,54 @@ class Hydrator:
             self.cache.discard(self.store.location, self.project, name, version)
             return None
 
+    def load_flow(
+        self,
+        name: str,
+        model_id: str | None,
+        model: EmbeddingModel | None,
+        version: int | None = None,
+        *,
+        newer_than: int | None = None,
+    ) -> Flow[Loaded | None]:
+        """The latest (or given) version; None if the index is absent or not newer than ``newer_than``."""
+        if version is not None and (
+            hit := (yield Offload(partial(self._from_cache, name, version, model_id, model)))
+        ):
+            return hit  # type: ignore[no-any-return]
+        cached = self._latest_cached(name, version)
+        store, project, if_none_match = self.store, self.project, newer_than or cached
+        try:
+            download = yield Io(
+                lambda: store.get(project, name, version, if_none_match=if_none_match),
+                lambda: store.aget(project, name, version, if_none_match=if_none_match),
+            )
+        except IndexNotFoundError:
+            if version is not None:
+                raise
+            return None
+        except ServiceUnavailableError:
+            if cached is None:
+                raise
+            stale = partial(self._from_cache, name, cached, model_id, model, True)
+            if not (hit := (yield Offload(stale))):
+                raise
+            return hit  # type: ignore[no-any-return]
+        if download.not_modified:
+            if newer_than is not None and download.version == newer_than:
+                return None
+            number = download.version
+            if hit := (yield Offload(partial(self._from_cache, name, number, model_id, model))):
+                return hit  # type: ignore[no-any-return]
+            download = yield Io(
+                lambda: store.get(project, name, number), lambda: store.aget(project, name, number)
+            )
+        decoder = self._decoder(name, model_id, model)
+        with self._cache_writer(name, download.version) as out:
+            yield _Drain(download, decoder, out)
+            loaded = decoder.finish(download.version)
+        self._remember(name, decoder)
+        return loaded
+
     def load(
         self,
         name: str,
@@ -274,89 +352,8 @@ class Hydrator:
         *,
         newer_than: int | None = None,
     ) -> Loaded | None:
-        """The latest (or given) version; None if the index is absent or not newer than ``newer_than``."""
-        if version is not None and (hit := self._from_cache(name, version, model_id, model)):
-            return hit
-        cached = self._latest_cached(name, version)
-        try:
-            download = self.store.get(
-                self.project, name, version, if_none_match=newer_than or cached
-            )
-        except IndexNotFoundError:
-            if version is not None:
-                raise
-            return None
-        except ServiceUnavailableError:
-            if cached is None or not (hit := self._from_cache(name, cached, model_id, model, True)):
-                raise
-            return hit
-        if download.not_modified:
-            if newer_than is not None and download.version == newer_than:
-                return None
-            if hit := self._from_cache(name, download.version, model_id, model):
-                return hit
-            download = self.store.get(self.project, name, download.version)
-        decoder = self._decoder(name, model_id, model)
-        with self._cache_writer(name, download.version) as out:
-            try:
-                for chunk in download:
-                    decoder.feed(chunk)
-                    if out is not None:
-                        out.write(chunk)
-            finally:
-                download.close()
-            loaded = decoder.finish(download.version)
-        self._remember(name, decoder)
-        return loaded
-
-    async def aload(
-        self,
-        name: str,
-        model_id: str | None,
-        model: EmbeddingModel | None,
-        version: int | None = None,
-        *,
-        newer_than: int | None = None,
-    ) -> Loaded | None:
-        """Async twin of :meth:`load`."""
-        from_cache = self._from_cache
-        if version is not None and (
-            hit := await asyncio.to_thread(from_cache, name, version, model_id, model)
-        ):
-            return hit
-        cached = self._latest_cached(name, version)
-        try:
-            download = await self.store.aget(
-                self.project, name, version, if_none_match=newer_than or cached
-            )
-        except IndexNotFoundError:
-            if version is not None:
-                raise
-            return None
-        except ServiceUnavailableError:
-            if cached is None or not (
-                hit := await asyncio.to_thread(from_cache, name, cached, model_id, model, True)
-            ):
-                raise
-            return hit
-        if download.not_modified:
-            if newer_than is not None and download.version == newer_than:
-                return None
-            if hit := await asyncio.to_thread(from_cache, name, download.version, model_id, model):
-                return hit
-            download = await self.store.aget(self.project, name, download.version)
-        decoder = self._decoder(name, model_id, model)
-        with self._cache_writer(name, download.version) as out:
-            try:
-                async for chunk in download:
-                    decoder.feed(chunk)
-                    if out is not None:
-                        await asyncio.to_thread(out.write, chunk)
-            finally:
-                await download.aclose()
-            loaded = decoder.finish(download.version)
-        self._remember(name, decoder)
-        return loaded
+        """Blocking :meth:`load_flow`."""
+        return run_sync(self.load_flow(name, model_id, model, version, newer_than=newer_than))
 
     @contextlib.contextmanager
     def _cache_writer(self, name: str, version: int) -> Iterator[BinaryIO | None]:
