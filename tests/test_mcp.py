@@ -217,12 +217,26 @@ async def test_two_servers_on_one_store_see_each_others_writes(store: str) -> No
                 )
 
         await asyncio.gather(writes(one, "one"), writes(two, "two"))
+        # Each server's session is cached now: a read must still see the other's latest push.
+        await call(one, "remember", index="shared", texts=["late"], ids=["late"])
         expected = {f"{agent}-{turn}" for agent in ("one", "two") for turn in range(5)}
         for session in (one, two):
             got = await call(session, "get", index="shared", ids=sorted(expected))
             assert got["missing"] == []
             listed = await call(session, "list_indexes")
-            assert listed["indexes"][0]["doc_count"] == 11
+            assert listed["indexes"][0]["doc_count"] == 12
+            assert (await call(session, "get", index="shared", ids=["late"]))["documents"]
+
+
+def test_an_index_pin_and_a_prefix_together_are_refused(store: str) -> None:
+    completed = subprocess.run(
+        moss_command("mcp", "--store", store, "--index", "a", "--prefix", "b"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert completed.returncode == 1
+    assert "not both" in completed.stderr
 
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:

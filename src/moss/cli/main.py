@@ -1,28 +1,21 @@
-"""The ``moss`` command: list and inspect indexes, run the hand-off demo."""
+"""The ``moss`` command: indexes from the shell, the hand-off demo, the services."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import click
 
-from ..client import MossClient
 from ..errors import MossError
+from ..stores import default_store_url
 from .db import db
+from .indexes import get, inspect, list_command, query, rm, versions
+from .output import STORE_HELP, CliError, client_for
 from .serve import keys, projects, serve
-
-_STORE_HELP = (
-    "Store URL (file:///path, http://host:port, postgresql://...); default: MOSS_STORE or ~/.moss"
-)
-
-
-def _client(store: str | None, project: str | None) -> MossClient:
-    return MossClient(project, store=store)
+from .transfer import export_command, import_command
 
 
 @click.group()
@@ -31,75 +24,38 @@ def main() -> None:
     """moss: named, shareable, in-memory retrieval sessions for AI agents."""
 
 
-@main.command("ls")
-@click.option("--store", default=None, help=_STORE_HELP)
-@click.option("--project", default=None, help="Project id (default: MOSS_PROJECT_ID or 'default').")
-def list_command(store: str | None, project: str | None) -> None:
-    """List the indexes of a project."""
-    with _client(store, project) as client:
-        infos = client.sync.list_indexes()
-    if not infos:
-        click.echo("no indexes")
-        return
-    click.echo(f"{'NAME':32} {'VERSION':>7} {'DOCS':>9} {'DIM':>5} {'MODEL':16} UPDATED")
-    for info in infos:
-        updated = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info.created_at))
-        click.echo(
-            f"{info.name:32} {info.version:>7} {info.doc_count:>9} {info.dimension:>5} "
-            f"{info.model_id:16} {updated}"
-        )
-
-
 @main.command()
-@click.argument("name")
-@click.option("--store", default=None, help=_STORE_HELP)
-@click.option("--project", default=None, help="Project id (default: MOSS_PROJECT_ID or 'default').")
-def inspect(name: str, store: str | None, project: str | None) -> None:
-    """Show an index: model, dimension, documents and kept versions."""
-    with _client(store, project) as client:
-        versions = client.store.versions(client.project_id, name)
-    if not versions:
-        raise click.ClickException(f"index {name!r} does not exist")
-    latest = versions[-1]
-    click.echo(f"index:      {latest.name}")
-    click.echo(f"model:      {latest.model_id}")
-    click.echo(f"dimension:  {latest.dimension}")
-    click.echo(f"documents:  {latest.doc_count}")
-    click.echo(f"version:    {latest.version}")
-    click.echo("versions:")
-    for info in versions:
-        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info.created_at))
-        click.echo(
-            f"  {info.version:>6}  {info.doc_count:>9} docs  {info.size_bytes:>12} bytes  {created}"
-        )
-
-
-@main.command()
-@click.option("--store", default=None, help="Store URL; default: a new temporary file store.")
+@click.option("--store", default=None, help=STORE_HELP)
 def demo(store: str | None) -> None:
-    """Run the seed's hand-off: agent A pushes, agent B (another process) resumes."""
-    with tempfile.TemporaryDirectory(prefix="moss-demo-") as temp:
-        env = dict(os.environ)
-        env["MOSS_STORE"] = store or Path(temp).as_uri()
-        click.echo(f"store: {env['MOSS_STORE']}")
-        for title, module in (
-            ("agent A (process 1) adds two turns and pushes", "moss.demo.agent_a"),
-            (
-                "agent B (process 2) opens conv-123, queries, adds a turn, pushes",
-                "moss.demo.agent_b",
-            ),
-            ("a reader (process 3) opens conv-123", "moss.demo.reader"),
-        ):
-            click.echo(f"\n== {title}")
-            started = time.perf_counter()
-            completed = subprocess.run([sys.executable, "-m", module], env=env, check=False)
-            if completed.returncode != 0:
-                raise click.ClickException(f"{module} failed with exit code {completed.returncode}")
-            click.echo(f"   ({time.perf_counter() - started:.2f} s for the whole process)")
+    """Run the seed's hand-off: agent A pushes, agent B (another process) resumes.
+
+    The index, conv-123, stays in the store afterwards: `moss inspect conv-123` shows it.
+    """
+    env = dict(os.environ)
+    env["MOSS_STORE"] = store or default_store_url()
+    click.echo(f"store: {env['MOSS_STORE']}")
+    for title, module in (
+        ("agent A (process 1) adds two turns and pushes", "moss.demo.agent_a"),
+        (
+            "agent B (process 2) opens conv-123, queries, adds a turn, pushes",
+            "moss.demo.agent_b",
+        ),
+        ("a reader (process 3) opens conv-123", "moss.demo.reader"),
+    ):
+        click.echo(f"\n== {title}")
+        started = time.perf_counter()
+        completed = subprocess.run([sys.executable, "-m", module], env=env, check=False)
+        if completed.returncode != 0:
+            raise CliError(f"{module} failed with exit code {completed.returncode}")
+        click.echo(f"   ({time.perf_counter() - started:.2f} s for the whole process)")
+    where = "" if store is None else f" --store {store}"
+    click.echo(
+        f"\nThe index is kept: try `moss inspect conv-123{where}` or `moss query conv-123 refund{where}`."
+    )
 
 
 @main.command("mcp")
-@click.option("--store", default=None, help=_STORE_HELP)
+@click.option("--store", default=None, help=STORE_HELP)
 @click.option("--project", default=None, help="Project id (default: MOSS_PROJECT_ID or 'default').")
 @click.option(
     "--model-id", default=None, help="Embedding model of new indexes (default: moss-minilm)."
@@ -108,7 +64,7 @@ def demo(store: str | None) -> None:
 @click.option("--prefix", default=None, help="Only reach indexes whose names start with this.")
 @click.option("--http", is_flag=True, help="Serve streamable HTTP at /mcp instead of stdio.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface (with --http).")
-@click.option("--port", default=8000, show_default=True, type=int, help="Port (with --http).")
+@click.option("--port", default=8765, show_default=True, type=int, help="Port (with --http).")
 def mcp_command(
     store: str | None,
     project: str | None,
@@ -129,21 +85,43 @@ def mcp_command(
             f"moss mcp needs the mcp extra: pip install 'moss-sessions[mcp]' ({exc})"
         ) from exc
     memory = Memory(
-        _client(store, project), scope=Scope(index=index, prefix=prefix), model_id=model_id
+        client_for(store, project), scope=Scope(index=index, prefix=prefix), model_id=model_id
     )
     anyio.run(lambda: serve(memory, http=http, host=host, port=port))
 
 
 def run() -> None:
-    """Entry point that turns moss errors into one-line messages."""
+    """Entry point: every error is one line, ``error: ...``, with exit code 1 (2 for usage)."""
     try:
-        main(standalone_mode=True)
+        main(standalone_mode=False)
+    except click.UsageError as exc:
+        if exc.ctx is not None:
+            click.echo(exc.ctx.get_usage(), err=True)
+        click.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(2)
+    except click.ClickException as exc:
+        click.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(1)
+    except click.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(1)
     except MossError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
 
 
-main.add_command(serve)
-main.add_command(projects)
-main.add_command(keys)
-main.add_command(db)
+for command in (
+    list_command,
+    inspect,
+    versions,
+    query,
+    get,
+    rm,
+    import_command,
+    export_command,
+    serve,
+    projects,
+    keys,
+    db,
+):
+    main.add_command(command)

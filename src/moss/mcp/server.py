@@ -38,7 +38,7 @@ class Document(BaseModel):
     )
 
 
-def create_server(memory: Memory, *, host: str = "127.0.0.1", port: int = 8000) -> FastMCP:
+def create_server(memory: Memory, *, host: str = "127.0.0.1", port: int = 8765) -> FastMCP:
     """An MCP server exposing ``memory``'s operations as tools, and index summaries as resources."""
     scope = memory.scope.describe()
     pinned = memory.scope.index is not None
