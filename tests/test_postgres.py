@@ -27,7 +27,8 @@ from moss.errors import (
 from moss.stores import open_store
 from moss.stores.auth import ProjectKeys, auth_records
 from moss.stores.postgres import SCHEMA_VERSION, PostgresStore
-from moss.stores.postgres.sql import SchemaTooNewError, parse_url
+from moss.stores.postgres.listen import AsyncListener
+from moss.stores.postgres.sql import SchemaTooNewError, Statements, parse_url
 from pg import Cluster, free_port, shared_cluster
 from snapshots import snapshot_bytes
 
@@ -251,6 +252,24 @@ async def test_awatch_wakes_every_watcher_from_one_listening_connection(
     assert await asyncio.gather(*watchers) == [2] * 10
     assert time.monotonic() - started < 1.0  # woken by NOTIFY, not by a poll
     await other.aclose()
+    await store.aclose()
+
+
+async def test_a_notification_wakes_only_the_watchers_of_its_index(
+    url: str, store: PostgresStore
+) -> None:
+    target = parse_url(url)
+    listener = AsyncListener(target.conninfo, {}, Statements(target.schema))
+    await listener.start(timeout=10)
+    assert listener.connected
+    with listener.waiting((P, "a")) as a, listener.waiting((P, "b")) as b:
+        await store.aput(P, "a", [snapshot_bytes("a")])
+        await store.aput(P, "a", [snapshot_bytes("a", seed=1)])
+        await asyncio.wait_for(a.event.wait(), 5)
+        await asyncio.sleep(0.2)  # time for any other notification to arrive
+        # The watchers of "b" are not woken, not even to look the table up again.
+        assert (a.version, b.event.is_set(), b.recheck) == (2, False, False)
+    await listener.aclose()
     await store.aclose()
 
 

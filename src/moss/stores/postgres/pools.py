@@ -57,19 +57,23 @@ class Pools:
         self._pool: ConnectionPool[Conn] | None = None
         self._astate: AsyncState | None = None
 
+    def _options(self, suffix: str) -> dict[str, Any]:
+        """What the sync and the async pool are made with (opened by the caller)."""
+        return {
+            "min_size": 1,
+            "max_size": self._size,
+            "kwargs": {"autocommit": True, **self.connect_options},
+            "timeout": self._timeout,
+            "name": f"moss-{self._statements.schema}{suffix}",
+            "open": False,
+        }
+
     def sync_pool(self) -> ConnectionPool[Conn]:
         """The sync pool, opened on first use."""
         with self._lock:
             if self._pool is None:
                 pool: ConnectionPool[Conn] = ConnectionPool(
-                    self.conninfo,
-                    min_size=1,
-                    max_size=self._size,
-                    kwargs={"autocommit": True, **self.connect_options},
-                    check=ConnectionPool.check_connection,
-                    timeout=self._timeout,
-                    name=f"moss-{self._statements.schema}",
-                    open=False,
+                    self.conninfo, check=ConnectionPool.check_connection, **self._options("")
                 )
                 pool.open()
                 self._pool = pool
@@ -80,15 +84,9 @@ class Pools:
         loop = asyncio.get_running_loop()
         state = self._astate
         if state is None or state.loop is not loop:
+            # A pool belongs to the loop that made it: a new loop (a new asyncio.run) needs its own.
             pool: AsyncConnectionPool[AConn] = AsyncConnectionPool(
-                self.conninfo,
-                min_size=1,
-                max_size=self._size,
-                kwargs={"autocommit": True, **self.connect_options},
-                check=AsyncConnectionPool.check_connection,
-                timeout=self._timeout,
-                name=f"moss-{self._statements.schema}-async",
-                open=False,
+                self.conninfo, check=AsyncConnectionPool.check_connection, **self._options("-async")
             )
             listener = AsyncListener(self.conninfo, self.connect_options, self._statements)
             state = AsyncState(loop, pool, listener)
