@@ -13,6 +13,7 @@ import click
 
 from ..stores import default_store_url, open_store
 from ..stores.auth import KeyRecord, ProjectKeys, auth_records, parse_env_keys
+from .output import human_bytes
 
 _STORE_HELP = "Store URL (file:///path or postgresql://...); default: MOSS_STORE or ~/.moss"
 
@@ -78,9 +79,11 @@ def serve(
     url = store_url or default_store_url()
     env_keys = parse_env_keys(os.environ.get("MOSS_SERVER_KEYS", ""))
     store = open_store(url)
+    stored = ProjectKeys(auth_records(store)).projects()
     click.echo(  # the store's location, never the URL: it may carry a database password
-        f"moss serve: store {store.location}, http://{host}:{port}, uploads up to {max_upload_bytes} bytes, "
-        f"{len(env_keys)} project(s) with keys from MOSS_SERVER_KEYS",
+        f"moss serve: store {store.location}, http://{host}:{port}, uploads up to "
+        f"{human_bytes(max_upload_bytes)}; projects with keys: {len(stored)} in the store, "
+        f"{len(env_keys)} from MOSS_SERVER_KEYS",
         err=True,
     )
     common = {"host": host, "port": port, "log_level": log_level, "timeout_graceful_shutdown": 5}
