@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from moss import engine as engine_module
-from moss.index.engine import Engine
 from moss.errors import InvalidArgumentError
+from moss.index import engine as engine_module
+from moss.index.engine import Engine
 from moss.index.quantize import BLOCK, Int8Codes, Int8Index, _scanner, quantize_rows
 
 
@@ -24,10 +24,7 @@ def unit(rng: np.random.Generator, count: int, dim: int) -> np.ndarray:
 
 def codes_of(index: Int8Index) -> np.ndarray:
     """All codes as a (count, dimension) int8 matrix."""
-    exported = index.export()
-    if not exported.blocks:
-        return np.zeros((0, len(exported.scales)), dtype=np.int8)
-    codes: np.ndarray = np.concatenate(exported.blocks, axis=1).T
+    codes: np.ndarray = index.export().codes
     return codes
 
 
@@ -114,12 +111,13 @@ def test_codes_cross_block_boundaries() -> None:
             [None] * (end - start),
             vectors[start:end],
         )
-    exported = engine._int8.export()  # type: ignore[union-attr]
-    assert [block.shape for block in exported.blocks] == [(2, BLOCK), (2, 100)]
+    assert [block.shape[0] for block in engine._int8._blocks] == [2, 2]  # type: ignore[union-attr]
+    assert engine._int8.export().codes.shape == (total, 2)  # type: ignore[union-attr]
     # Deleting from the first block moves rows over from the second, then drops the block.
     engine.delete([f"d{i}" for i in range(150)])
     assert_in_step(engine)
-    assert [b.shape for b in engine._int8.export().blocks] == [(2, BLOCK - 50)]  # type: ignore[union-attr]
+    assert len(engine._int8._blocks) == 1  # type: ignore[union-attr]
+    assert engine._int8.export().codes.shape == (BLOCK - 50, 2)  # type: ignore[union-attr]
 
 
 def test_scales_follow_the_data() -> None:
@@ -202,8 +200,8 @@ def test_from_arrays_adopts_stored_codes_and_refuses_mismatched_ones() -> None:
         precision="int8",
         int8=stored,
     )
-    assert np.array_equal(codes_of(engine._int8), np.concatenate(stored.blocks, axis=1).T)  # type: ignore[arg-type]
-    wrong = Int8Codes(blocks=stored.blocks, scales=stored.scales, count=39)
+    assert np.array_equal(codes_of(engine._int8), stored.codes)  # type: ignore[arg-type]
+    wrong = Int8Codes(stored.codes, stored.scales)  # codes of 40 vectors, not 39
     with pytest.raises(InvalidArgumentError, match="int8 codes do not fit"):
         Engine.from_arrays(
             vectors[:39].copy(),
@@ -226,10 +224,10 @@ def test_export_is_a_copy() -> None:
     engine.upsert(["a", "b"], ["t", "t"], [None, None], unit(rng, 2, 4))
     exported = engine.export_all().int8
     assert exported is not None
-    before = [block.copy() for block in exported.blocks]
+    before = exported.codes.copy()
     engine.upsert(["a"], ["t"], [None], unit(rng, 1, 4))
     engine.delete(["b"])
-    assert all(np.array_equal(a, b) for a, b in zip(before, exported.blocks, strict=True))
+    assert np.array_equal(before, exported.codes)
 
 
 def test_cached_filter_rows_are_dropped_by_writes() -> None:
@@ -249,3 +247,16 @@ def test_cached_filter_rows_are_dropped_by_writes() -> None:
     assert {doc.id for doc in engine.get(filter={"k": 1})} == {"b", "c"}
     # Same filter written differently: same answer.
     assert found({"k": {"$eq": 1}}) == found({"field": "k", "condition": {"$eq": 1}}) == {"b", "c"}
+
+
+def test_stored_codes_become_kernel_blocks_across_block_boundaries() -> None:
+    rng = np.random.default_rng(9)
+    vectors = unit(rng, BLOCK + 7, 3)
+    built = Int8Index.build(vectors)
+    stored = built.export()
+    assert stored.codes.shape == (BLOCK + 7, 3) and stored.codes.flags.c_contiguous
+    adopted = Int8Index.from_codes(stored, BLOCK + 7, 3)
+    assert [block.shape for block in adopted._blocks] == [(3, BLOCK), (3, 7)]
+    assert np.array_equal(adopted._sums, stored.codes.sum(axis=1, dtype=np.int32))
+    queries = unit(rng, 2, 3)
+    assert np.array_equal(adopted.scores(queries), built.scores(queries))

@@ -107,6 +107,7 @@ def assemble(
         body += bytes(offset - PREFIX_SIZE - HEADER_ROOM - len(body)) + data
         offset = align(offset + len(data))
     header = {
+        "kind": "full",
         "index_name": "notes",
         "model_id": "custom",
         "model_artifact": "",
@@ -162,7 +163,7 @@ def test_round_trip_is_exact() -> None:
 
 
 def test_header_describes_the_blob() -> None:
-    assert HEADER.format_version == FORMAT_VERSION == 1
+    assert HEADER.format_version == FORMAT_VERSION == 2
     assert (HEADER.index_name, HEADER.model_id, HEADER.model_artifact) == (
         "notes",
         "moss-minilm",
@@ -375,7 +376,7 @@ def test_read_header_refuses_bad_files(data: bytes, match: str) -> None:
 def test_future_format_version_names_both_versions() -> None:
     blob = assemble(standard(), version=FORMAT_VERSION + 1)
     reader = SnapshotReader()
-    with pytest.raises(SnapshotError, match=r"format version 2 is newer .*format version 1"):
+    with pytest.raises(SnapshotError, match=r"format version 3 is newer .*format version 2"):
         reader.feed(blob[:12])  # known from the stable prefix alone
     with pytest.raises(SnapshotError, match="newer"):
         read_header(io.BytesIO(MAGIC + (99).to_bytes(4, "little") + b"anything at all"))
@@ -656,13 +657,13 @@ def int8_snapshot(count: int, dimension: int = 2, seed: int = 0) -> tuple[Any, b
 
 @pytest.mark.parametrize("sizes", [[1 << 20], [7919], [1, 64, 100_003]])
 def test_int8_sections_round_trip_across_blocks(sizes: list[int]) -> None:
-    from moss.index.quantize import BLOCK
+    from moss.snapshot.data import V1_INT8_BLOCK as BLOCK
 
     codes, blob = int8_snapshot(BLOCK + 5)
     data = feed_all(blob, sizes)
     assert data.precision == "int8"
-    assert [block.shape for block in data.int8.blocks] == [(2, BLOCK), (2, 5)]
-    assert all(np.array_equal(a, b) for a, b in zip(data.int8.blocks, codes.blocks, strict=True))
+    assert data.int8.codes.shape == (BLOCK + 5, 2) and data.int8.codes.dtype == np.int8
+    assert np.array_equal(data.int8.codes, codes.codes)
     assert np.array_equal(data.int8.scales, codes.scales)
     assert list(data.header.sections) == [
         "vectors",
@@ -689,7 +690,7 @@ def test_encode_refuses_codes_of_other_vectors() -> None:
         encode(make_vectors(5, 2), int8=codes)
 
 
-CODES_2x2 = bytes([10, 127, 0, 3])  # dimension-major: (dimension 0: 10, 127), (dimension 1: ...)
+CODES_2x2 = bytes([10, 127, 0, 3])  # row-major: vector 0 is (10, 127), vector 1 is (0, 3)
 SCALES_2 = np.array([127.0, 2.5], dtype="<f4").tobytes()
 
 
@@ -697,7 +698,7 @@ def test_int8_sections_from_the_spec_alone() -> None:
     sections = [*standard(), ("vectors_int8", CODES_2x2), ("vectors_int8_scales", SCALES_2)]
     data = decode_bytes(assemble(sections))
     assert data.int8 is not None
-    assert data.int8.blocks[0].tolist() == [[10, 127], [0, 3]]
+    assert data.int8.codes.tolist() == [[10, 127], [0, 3]]
     assert data.int8.scales.tolist() == [127.0, 2.5]
 
 
@@ -826,3 +827,31 @@ def test_a_lazy_value_of_the_wrong_type_is_refused_when_read() -> None:
         data.metadata[0]
     with pytest.raises(SnapshotError, match="texts must be strings"):
         data.texts.materialize()
+
+
+# Format version 1 (spec: docs/snapshot-format.md, "Format version 1") ------------------------
+
+
+def test_v1_int8_sections_are_dimension_major_and_read_as_rows() -> None:
+    sections = [*standard(), ("vectors_int8", CODES_2x2), ("vectors_int8_scales", SCALES_2)]
+    data = decode_bytes(assemble(sections, version=1))
+    assert data.header.format_version == 1 and data.header.kind == "full"
+    assert data.int8.codes.tolist() == [[10, 0], [127, 3]]  # dimension 0 was (10, 127)
+
+
+def test_v1_int8_blocks_of_65536_documents_become_rows() -> None:
+    from moss.snapshot.data import V1_INT8_BLOCK, rows_from_v1_blocks
+
+    count, dimension = V1_INT8_BLOCK + 3, 2
+    rows = np.random.default_rng(1).integers(-127, 128, (count, dimension)).astype(np.int8)
+    blocks = [rows[:V1_INT8_BLOCK].T.copy(), rows[V1_INT8_BLOCK:].T.copy()]
+    flat = np.concatenate([block.reshape(-1) for block in blocks])
+    assert np.array_equal(rows_from_v1_blocks(flat, count, dimension), rows)
+
+
+def test_v1_ignores_kind_and_v2_requires_it() -> None:
+    assert decode_bytes(assemble(standard(), version=1, kind="delta")).header.kind == "full"
+    with pytest.raises(SnapshotError, match="'kind'"):
+        decode_bytes(assemble(standard(), mutate=_set("kind", _DELETE)))
+    with pytest.raises(SnapshotError, match="'kind'"):
+        decode_bytes(assemble(standard(), kind="patch"))

@@ -142,7 +142,7 @@ class Engine:
         metadata: list[dict[str, Any] | None] | LazyColumn[dict[str, Any] | None],
         *,
         precision: str = "float32",
-        int8: Int8Codes | None = None,
+        int8: tuple[npt.NDArray[np.int8], npt.NDArray[np.float32]] | None = None,
     ) -> Engine:
         """Build an engine that takes ownership of these arrays without copying them.
 
@@ -177,8 +177,7 @@ class Engine:
         engine._shared = not vectors.flags.writeable
         if precision == "int8":
             if int8 is not None:
-                int8.check(count, engine._dimension)
-                engine._int8 = Int8Index.from_codes(int8, engine._dimension)
+                engine._int8 = Int8Index.from_codes(int8, count, engine._dimension)
             else:
                 engine._int8 = Int8Index.build(vectors)
         return engine

@@ -1,31 +1,40 @@
-"""The snapshot format: one self-describing, checksummed file per stored version (codec only, no I/O policy)."""
+"""The snapshot format: one self-describing, checksummed blob per stored version, a full snapshot
+or a delta, and the chain stream of several versions (codec only, no I/O policy)."""
 
 from ..index.columns import LazyColumn
 from .codec import (
+    DELETED_SECTION,
     FORMAT_VERSION,
     INT8_SECTIONS,
     KEYWORDS_SECTION,
     MAX_HEADER_BYTES,
+    DeltaData,
+    Int8Vectors,
     SectionInfo,
     SnapshotData,
     SnapshotHeader,
     SnapshotReader,
     decode_snapshot,
+    encode_delta,
     encode_snapshot,
     read_header,
 )
 
 __all__ = [
+    "DELETED_SECTION",
     "FORMAT_VERSION",
     "INT8_SECTIONS",
     "KEYWORDS_SECTION",
     "MAX_HEADER_BYTES",
+    "DeltaData",
+    "Int8Vectors",
     "LazyColumn",
     "SectionInfo",
     "SnapshotData",
     "SnapshotHeader",
     "SnapshotReader",
     "decode_snapshot",
+    "encode_delta",
     "encode_snapshot",
     "read_header",
 ]

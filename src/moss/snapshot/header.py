@@ -19,7 +19,10 @@ from ..errors import InvalidArgumentError, SnapshotError
 from ..validation import validate_name
 
 MAGIC = b"MOSSSNAP"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Every format version this reader opens (1: full snapshots with dimension-major int8 blocks).
+READABLE_VERSIONS = (1, 2)
+KINDS = ("full", "delta")
 #: magic, format version u32, header length u32, xxh3_64 of the header JSON u64 (little-endian).
 PREFIX = struct.Struct("<8sIIQ")
 #: The part of the prefix every format version keeps, so any reader can name a newer version.
@@ -31,8 +34,12 @@ MAX_COUNT = 1 << 31
 MAX_SECTION_BYTES = 1 << 40
 MAX_SECTIONS = 64
 MAX_MODEL_FIELD = 1024
+MAX_AUTHOR_BYTES = 256
+MAX_MESSAGE_BYTES = 4096
 CHECKSUM_ALGORITHM = "xxh3_64"
-REQUIRED_SECTIONS = ("vectors", "documents")
+REQUIRED_SECTIONS = {"full": ("vectors", "documents"), "delta": ("vectors", "documents", "deleted")}
+#: Sections only a full snapshot may carry (a delta's readers re-quantise and re-tokenise).
+FULL_ONLY_SECTIONS = ("vectors_int8", "vectors_int8_scales", "keywords", "documents_index")
 
 _CHECKSUM_PATTERN = re.compile(r"[0-9a-f]{16}")
 _SECTION_NAME_PATTERN = re.compile(r"[a-z0-9_.-]{1,64}")
@@ -61,6 +68,13 @@ class SnapshotHeader:
     sections: dict[str, SectionInfo]
     #: Offset of the end of the last section: the exact size of the blob in bytes.
     total_size: int
+    #: ``"full"`` (a whole index) or ``"delta"`` (changes since a base version).
+    kind: str = "full"
+    #: Who wrote the version and why (optional, free text), or None.
+    author: str | None = None
+    message: str | None = None
+    #: The number of ids a delta deletes (0 for a full snapshot).
+    deleted_count: int = 0
 
 
 def align(offset: int) -> int:
@@ -82,6 +96,10 @@ def build_header(
     count: int,
     created_at: float,
     sections: list[tuple[str, int, str]],
+    kind: str = "full",
+    author: str | None = None,
+    message: str | None = None,
+    deleted_count: int = 0,
 ) -> tuple[SnapshotHeader, bytes]:
     """Lay out ``sections`` (name, length, checksum) in order; return the header and the bytes
     that precede the first section (prefix, header JSON, zero padding)."""
@@ -90,7 +108,8 @@ def build_header(
         # Offsets are printed inside the header, so its length depends on them: iterate until the
         # first offset is stable (it only grows, so this ends after a step or two).
         infos = _place(sections, first)
-        fields = {
+        fields: dict[str, Any] = {
+            "kind": kind,
             "index_name": index_name,
             "model_id": model_id,
             "model_artifact": model_artifact,
@@ -103,6 +122,11 @@ def build_header(
                 for name, i in infos.items()
             },
         }
+        if kind == "delta":
+            fields["deleted_count"] = deleted_count
+        fields.update(
+            (key, value) for key, value in (("author", author), ("message", message)) if value
+        )
         raw = orjson.dumps(fields)
         needed = align(PREFIX.size + len(raw))
         if needed == first:
@@ -123,6 +147,10 @@ def build_header(
         created_at=created_at,
         sections=infos,
         total_size=last.offset + last.length,
+        kind=kind,
+        author=author or None,
+        message=message or None,
+        deleted_count=deleted_count,
     )
     return header, head
 
@@ -149,7 +177,7 @@ def check_stable_prefix(data: bytes | bytearray) -> None:
                 f"snapshot format version {version} is newer than this moss reads "
                 f"(format version {FORMAT_VERSION}): upgrade moss-sessions to open it"
             )
-        if version < 1:
+        if version not in READABLE_VERSIONS:
             raise SnapshotError(f"unknown snapshot format version {version}: the data is corrupt")
 
 
@@ -193,9 +221,11 @@ def parse_header(
         raise SnapshotError(
             f"snapshot is of index {name!r}, not {expected_name!r}: push it under its own name"
         )
+    kind = _kind_field(fields, version)
     dimension = _int_field(fields, "dimension", 1, MAX_DIMENSION)
     count = _int_field(fields, "count", 0, MAX_COUNT)
-    sections, total_size = _parse_sections(fields.get("sections"), PREFIX.size + len(raw))
+    deleted_count = _int_field(fields, "deleted_count", 0, MAX_COUNT) if kind == "delta" else 0
+    sections, total_size = _parse_sections(fields.get("sections"), PREFIX.size + len(raw), kind)
     vectors = sections["vectors"]
     if vectors.length != count * dimension * 4:
         raise SnapshotError(
@@ -213,7 +243,44 @@ def parse_header(
         created_at=_time_field(fields),
         sections=sections,
         total_size=total_size,
+        kind=kind,
+        author=_optional_text(fields, "author", MAX_AUTHOR_BYTES),
+        message=_optional_text(fields, "message", MAX_MESSAGE_BYTES),
+        deleted_count=deleted_count,
     )
+
+
+def _kind_field(fields: dict[str, Any], version: int) -> str:
+    """Format version 1 knew only full snapshots; from version 2 on, ``kind`` says which."""
+    if version == 1:
+        return "full"
+    kind = fields.get("kind")
+    if kind not in KINDS:
+        raise SnapshotError(
+            f"snapshot header field 'kind' must be one of {', '.join(map(repr, KINDS))}"
+        )
+    assert isinstance(kind, str)
+    return kind
+
+
+def _optional_text(fields: dict[str, Any], key: str, limit: int) -> str | None:
+    value = fields.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value.encode("utf-8", "surrogatepass")) > limit:
+        raise SnapshotError(
+            f"snapshot header field {key!r} must be a string of at most {limit} UTF-8 bytes"
+        )
+    return value or None
+
+
+def check_text_field(key: str, value: object, limit: int) -> str | None:
+    """Writer-side check of ``author`` / ``message``: None, or a string within ``limit`` bytes."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value.encode("utf-8", "surrogatepass")) > limit:
+        raise InvalidArgumentError(f"{key} must be a string of at most {limit} UTF-8 bytes")
+    return value or None
 
 
 def _check_int8_sections(sections: dict[str, SectionInfo], count: int, dimension: int) -> None:
@@ -258,14 +325,23 @@ def _time_field(fields: dict[str, Any]) -> float:
     return float(value)
 
 
-def _parse_sections(value: object, header_end: int) -> tuple[dict[str, SectionInfo], int]:
+def _parse_sections(
+    value: object, header_end: int, kind: str
+) -> tuple[dict[str, SectionInfo], int]:
     """Check the section table; return it (in offset order) and the total size of the blob."""
     if not isinstance(value, dict) or not 0 < len(value) <= MAX_SECTIONS:
         raise SnapshotError(f"snapshot header 'sections' must be an object of 1..{MAX_SECTIONS}")
     infos = {name: _section(name, entry) for name, entry in value.items()}
-    for name in REQUIRED_SECTIONS:
+    for name in REQUIRED_SECTIONS[kind]:
         if name not in infos:
             raise SnapshotError(f"snapshot has no {name!r} section")
+    if kind == "delta":
+        extra = sorted(set(FULL_ONLY_SECTIONS) & set(infos))
+        if extra:
+            raise SnapshotError(
+                f"a delta carries no {extra[0]!r} section (only full snapshots do): "
+                "the header is inconsistent"
+            )
     ordered = dict(sorted(infos.items(), key=lambda item: item[1].offset))
     # No holes, no overlaps: each section starts at the first aligned offset after the previous
     # one, so the whole layout is determined by the lengths and every padding byte is known.

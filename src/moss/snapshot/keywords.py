@@ -1,6 +1,7 @@
 """The keyword index as bytes, for an optional snapshot section: open without re-tokenising.
 
-Layout (little-endian; every array 8-byte aligned from the section start)::
+Layout (little-endian; every array 8-byte aligned from the section start; the normative spec is
+the ``keywords`` section in ``docs/snapshot-format.md``)::
 
     magic       8 bytes  b"MOSSKW1\\0"
     counts      4 x u64  documents, vocabulary JSON bytes, terms with postings, postings
@@ -121,6 +122,8 @@ def decode_keywords(
     offsets = reader.array("<i8", term_count + 1, "offsets")
     slots = reader.array("<i4", postings, "slots")
     freqs = reader.array("<i4", postings, "freqs")
+    if reader.at < len(reader.data):
+        raise SnapshotError("keyword section has bytes after its postings; push the index again")
     _check(vocabulary, terms_list, lengths, terms, offsets, slots, freqs)
     return _assemble(ids, metadata, vocabulary, lengths, _Segment(terms, offsets, slots, freqs))
 
