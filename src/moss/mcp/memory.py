@@ -96,9 +96,10 @@ class Memory:
         if session is not None:
             await session.refresh()
             return session
-        if must_exist:
-            await self._check_exists(name)
-        session = await self.client.session(name, self.model_id)
+        try:
+            session = await self.client.session(name, self.model_id, must_exist=must_exist)
+        except IndexNotFoundError:
+            raise _not_found(name) from None
         self._sessions[name] = session
         return session
 
@@ -107,10 +108,6 @@ class Memory:
         session = self._sessions.pop(name, None)
         if session is not None:
             await session.close()
-
-    async def _check_exists(self, name: str) -> None:
-        if await self.client.store.ahead(self.client.project_id, name) is None:
-            raise _not_found(name)
 
     async def search(
         self,
