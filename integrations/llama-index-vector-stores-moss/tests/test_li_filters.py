@@ -21,7 +21,7 @@ from llama_index.core.vector_stores.types import (
 )
 from llama_index.core.vector_stores.utils import build_metadata_filter_fn
 from llama_index.vector_stores.moss import MossVectorStore
-from llama_index.vector_stores.moss._filters import matches, translate
+from llama_index.vector_stores.moss._filters import translate
 
 from moss import DocumentInfo, InvalidArgumentError, MossClient
 
@@ -234,12 +234,11 @@ mixed_metadata = st.dictionaries(st.sampled_from(["n", "flag", "s", "tags"]), an
 
 @SETTINGS
 @given(metas=st.lists(mixed_metadata, min_size=1, max_size=20), flt=nested_filters)
-def test_translated_filters_agree_with_the_local_evaluation(
+def test_translated_filters_agree_with_llamaindex_on_any_value(
     shared_client: MossClient, metas: list[dict[str, Any]], flt: MetadataFilters
 ) -> None:
-    # Any value under any key (bools against numbers, lists against scalars): where moss's
-    # engine evaluates a translated filter, it selects exactly what this package's evaluator
-    # selects, and that is LlamaIndex's own leaf semantics.
+    # Any value under any key (bools against numbers, lists against scalars): moss's engine,
+    # evaluating the translated filter, selects exactly what LlamaIndex's own leaves select.
     session = shared_client.sync.session(f"agree-{uuid.uuid4().hex}", "custom")
     session.sync.add_docs(
         [
@@ -247,11 +246,8 @@ def test_translated_filters_agree_with_the_local_evaluation(
             for i, m in enumerate(metas)
         ]
     )
-    local = {f"d{i}" for i, meta in enumerate(metas) if matches(flt, meta)}
-    assert local == {f"d{i}" for i, meta in enumerate(metas) if reference(flt, meta)}
-    translated = translate(flt)
-    if translated is not None:
-        assert {doc.id for doc in session.sync.get_docs(filter=translated)} == local
+    want = {f"d{i}" for i, meta in enumerate(metas) if reference(flt, meta)}
+    assert {doc.id for doc in session.sync.get_docs(filter=translate(flt))} == want
 
 
 def test_bools_compare_as_python_numbers_as_in_simple_vector_store(client: MossClient) -> None:
@@ -307,9 +303,40 @@ def test_is_empty_and_text_match(client: MossClient) -> None:
     assert ids(OPS.TEXT_MATCH_INSENSITIVE, "green") == {"node-00"}
 
 
-def test_list_valued_contains_matches_no_scalar_and_bad_doc_ids_raise(client: MossClient) -> None:
+@pytest.mark.parametrize(
+    ("op", "value", "match"),
+    [
+        (OPS.CONTAINS, ["a"], "compares with one value"),
+        (OPS.EQ, ["a", "b"], "compares with one value"),
+        (OPS.GT, [1], "compares with one value"),
+        (OPS.TEXT_MATCH, 3, "takes a string"),
+    ],
+)
+def test_filters_moss_cannot_express_are_refused(
+    client: MossClient, op: FilterOperator, value: Any, match: str
+) -> None:
+    # Before: evaluated by a second filter engine in this package; now refused, clearly.
+    store = _moss(client, _nodes([{"tags": ["a"]}], seed=4))
+    flt = MetadataFilters(filters=[MetadataFilter(key="tags", value=value, operator=op)])
+    with pytest.raises(InvalidArgumentError, match=match):
+        store.get_nodes(filters=flt)
+    with pytest.raises(InvalidArgumentError, match=match):
+        store.query(VectorStoreQuery(query_embedding=[1.0] * DIM, filters=flt))
+
+
+def test_bad_doc_ids_raise(client: MossClient) -> None:
     store = _moss(client, _nodes([{"n": 1}], seed=4))
-    flt = MetadataFilters(filters=[MetadataFilter(key="tags", value=["a"], operator=OPS.CONTAINS)])
-    assert store.get_nodes(filters=flt) == []  # a list value: evaluated here, matches nothing
     with pytest.raises(InvalidArgumentError, match="doc_ids"):
         store.query(VectorStoreQuery(query_embedding=[1.0] * DIM, doc_ids=[1]))  # type: ignore[list-item]
+
+
+def test_null_filter_values_equal_nothing_present(client: MossClient) -> None:
+    store = _moss(client, _nodes([{"n": None}, {"n": 1}, {}], seed=5))
+
+    def ids(op: FilterOperator, value: Any) -> set[str]:
+        flt = MetadataFilters(filters=[MetadataFilter(key="n", value=value, operator=op)])
+        return {n.node_id for n in store.get_nodes(filters=flt)}
+
+    assert ids(OPS.EQ, None) == set()
+    assert ids(OPS.NE, None) == {"node-00", "node-01", "node-02"}
+    assert ids(OPS.GT, None) == set()

@@ -15,7 +15,7 @@ from llama_index.core.vector_stores.types import (
 )
 from llama_index.vector_stores.moss import MossVectorStore
 
-from moss import InvalidArgumentError, MossClient
+from moss import InvalidArgumentError, MossClient, QueryOptions
 
 DIM = 8
 CODE = "ORD-7731"
@@ -61,13 +61,17 @@ async def test_text_search_finds_the_code_that_vector_search_misses(
     store: MossVectorStore, run: Any
 ) -> None:
     query_vector = vec(5)  # closest to t5, unrelated to the code's document
-    dense = await run(store, VectorStoreQuery(query_embedding=query_vector, query_str=CODE))
+    dense = await run(
+        store, VectorStoreQuery(query_embedding=query_vector, query_str=CODE, alpha=1.0)
+    )
     assert dense.ids != ["hit"]
+    assert dense.similarities == pytest.approx([float(unit(query_vector) @ unit(vec(5)))])
     found = await run(
         store, VectorStoreQuery(query_embedding=query_vector, query_str=CODE, mode=TEXT)
     )
     assert found.ids == ["hit"]
-    assert found.similarities == pytest.approx([float(unit(query_vector) @ unit(vec(99)))])
+    # Keyword ranking: the similarity is the fused score of the order, 1 / (60 + rank 1).
+    assert found.similarities == pytest.approx([1 / 61])
 
 
 async def test_hybrid_blends_and_alpha_one_is_vector_search(
@@ -82,7 +86,7 @@ async def test_hybrid_blends_and_alpha_one_is_vector_search(
     )
     assert set(blended.ids) == {"t5", "hit"}  # each side's best
     dense = await run(
-        store, VectorStoreQuery(query_embedding=q, query_str=CODE, similarity_top_k=3)
+        store, VectorStoreQuery(query_embedding=q, query_str=CODE, similarity_top_k=3, alpha=1.0)
     )
     as_vector = await run(
         store,
@@ -98,6 +102,21 @@ async def test_hybrid_blends_and_alpha_one_is_vector_search(
         ),
     )
     assert len(top.ids) == 1
+
+
+async def test_default_mode_uses_the_core_default_alpha_and_fused_scores(
+    store: MossVectorStore, run: Any
+) -> None:
+    # Before: DEFAULT was vector only (alpha 1.0) while moss's own default blends (0.4).
+    q = vec(5)
+    got = await run(store, VectorStoreQuery(query_embedding=q, query_str=CODE, similarity_top_k=3))
+    core = store.session.sync.query(CODE, QueryOptions(top_k=3, embedding=q)).docs
+    assert got.ids == [hit.id for hit in core] and "hit" in got.ids
+    assert got.similarities == pytest.approx([hit.fused_score for hit in core])
+    assert got.similarities == sorted(got.similarities, reverse=True)  # they follow the order
+    # Without query text there is nothing to match keywords on: vector order, cosine scores.
+    dense = await run(store, VectorStoreQuery(query_embedding=q, similarity_top_k=1))
+    assert dense.ids == ["t5"] and dense.similarities == pytest.approx([1.0])
 
 
 async def test_keyword_modes_apply_filters_before_ranking(store: MossVectorStore, run: Any) -> None:

@@ -120,6 +120,8 @@ def test_open_from_client_store_url_or_session(client: MossClient, store_dir: Pa
     session = client.sync.session("kb")
     from_session = MossVectorStore(session=session)
     assert from_session.session is session and from_session.client is session
+    session.add_docs([DocumentInfo(id="b", text="b", embedding=vec(2))])  # one shared state
+    assert {n.node_id for n in from_session.get_nodes()} == {"a", "b"}
     assert from_session.to_dict() == {
         "stores_text": True,
         "is_embedding_query": True,
@@ -154,16 +156,34 @@ def test_opening_an_index_stored_under_another_model_raises(client: MossClient) 
 
 
 def test_default_model_ids() -> None:
+    mock = "llama_index.core.embeddings.mock_embed_model.MockEmbedding"
     assert default_model_id(MossEmbedding()) == "moss-minilm"
-    assert default_model_id(MockEmbedding(embed_dim=4)) == "MockEmbedding"
+    assert default_model_id(MockEmbedding(embed_dim=4)) == f"{mock}:4d"
     named = MockEmbedding(embed_dim=4, model_name="BAAI/bge small")
-    assert default_model_id(named) == "MockEmbedding:BAAI-bge-small"
+    assert default_model_id(named) == f"{mock}:BAAI-bge-small:4d"
+
+
+class OtherHomeMade(RecordingEmbedding):
+    """A second home-made class: class_name() would not tell it from its base."""
+
+
+def test_home_made_classes_and_sizes_get_their_own_model_ids() -> None:
+    # Before: class_name() is "base_component" for a BaseEmbedding subclass that does not
+    # override it, and the dimension was left out, so all of these shared one id.
+    ids = {
+        default_model_id(RecordingEmbedding()),
+        default_model_id(OtherHomeMade()),
+        default_model_id(MockEmbedding(embed_dim=8)),
+        default_model_id(MockEmbedding(embed_dim=16)),
+    }
+    assert len(ids) == 4
+    assert default_model_id(OtherHomeMade()) == "test_li_vector_store.OtherHomeMade"
 
 
 def test_another_embedder_under_its_model_id_round_trips(client: MossClient) -> None:
     embedder = RecordingEmbedding()
     store = MossVectorStore("kb", client=client, embed_model=embedder)
-    assert store.model_id == "RecordingEmbedding"
+    assert store.model_id == "test_li_vector_store.RecordingEmbedding"
     made = TextNode(id_="a", text="hello", metadata={"team": "x"})
     store.add([made])
     # Nodes without an embedding are embedded as LlamaIndex embeds them: text with metadata.
@@ -173,8 +193,10 @@ def test_another_embedder_under_its_model_id_round_trips(client: MossClient) -> 
     assert again.embed_model is embedder
     result = again.query(VectorStoreQuery(query_str="hello", similarity_top_k=1))
     assert result.ids == ["a"]
-    with pytest.raises(InvalidArgumentError, match="RecordingEmbedding"):
-        MossVectorStore("kb", client=client)  # a wrapped embedder cannot be rebuilt from its id
+    # A wrapped embedder cannot be rebuilt from its id: the advice is LlamaIndex's, not moss's.
+    with pytest.raises(InvalidArgumentError, match="RecordingEmbedding") as raised:
+        MossVectorStore("kb", client=client)
+    assert "embed_model=" in str(raised.value) and "EmbedderModel" not in str(raised.value)
 
 
 async def test_aopen_opens_without_blocking(client: MossClient) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+import re
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import fsspec
@@ -25,14 +27,18 @@ from moss import (
     PushResult,
     Session,
     Store,
+    SyncSession,
 )
 
-from ._convert import doc_to_node, nodes_to_docs, texts_to_embed
-from ._filters import select
-from ._query import answer, matching, plan_query
+from ._convert import nodes_to_docs, texts_to_embed
+from ._filters import to_moss_filter
+from ._query import answer, plan_query, to_nodes
 from .embeddings import MossEmbedding, moss_model_for
 
-__all__ = ["MossVectorStore"]
+__all__ = ["MossVectorStore", "async_session"]
+
+# moss's message for an index built with an embedder it cannot name (loading.py).
+_OWN_MODEL = re.compile(r"model=EmbedderModel\(your_embedder, model_id=('[^']*'|\"[^\"]*\")\)")
 
 
 class MossVectorStore(BasePydanticVectorStore):
@@ -87,19 +93,24 @@ class MossVectorStore(BasePydanticVectorStore):
 
     _session: Session = PrivateAttr()
     _client: MossClient | None = PrivateAttr(default=None)
+    # The session as the caller passed it (a blocking SyncSession stays one); else _session.
+    _given: Session | SyncSession = PrivateAttr()
 
     def __init__(
         self,
         index_name: str | None = None,
         *,
-        session: Session | None = None,
+        session: Session | SyncSession | None = None,
         client: MossClient | None = None,
         store: Store | str | os.PathLike[str] | None = None,
         model_id: str | None = None,
         embed_model: BaseEmbedding | None = None,
+        version: int | None = None,
+        auto_refresh: bool = False,
         **kwargs: Any,
     ) -> None:
         owned: MossClient | None = None
+        given: Session | SyncSession | None = None
         if session is None:
             if index_name is None:
                 raise InvalidArgumentError("pass index_name (to open a session) or session=")
@@ -109,18 +120,30 @@ class MossVectorStore(BasePydanticVectorStore):
             if client is None:
                 client = owned = MossClient(store=store)
             try:
-                session = client.sync.session(index_name, None if model else model_id, model=model)
+                with _llamaindex_advice():
+                    opened = client.sync.session(
+                        index_name,
+                        None if model else model_id,
+                        model=model,
+                        version=version,
+                        auto_refresh=auto_refresh,
+                    )
+                session = async_session(opened)
             except BaseException:
                 if owned is not None:
                     owned.sync.close()
                 raise
         else:
+            given = session
+            session = async_session(session)
             _check_session_only(session, index_name, client, store, model_id, embed_model)
+            _check_no_open_options(version, auto_refresh)
         # mypy sees BaseComponent's signature, not this model's fields.
         super().__init__(  # type: ignore[call-arg]
             index_name=session.name, model_id=session.model_id, **kwargs
         )
         self._session = session
+        self._given = given or session
         self._client = owned
 
     @classmethod
@@ -132,6 +155,8 @@ class MossVectorStore(BasePydanticVectorStore):
         store: Store | str | os.PathLike[str] | None = None,
         model_id: str | None = None,
         embed_model: BaseEmbedding | None = None,
+        version: int | None = None,
+        auto_refresh: bool = False,
     ) -> MossVectorStore:
         """Open the session without blocking the event loop; same arguments as the constructor."""
         if client is not None and store is not None:
@@ -141,7 +166,14 @@ class MossVectorStore(BasePydanticVectorStore):
         if client is None:
             client = owned = MossClient(store=store)
         try:
-            session = await client.session(index_name, None if model else model_id, model=model)
+            with _llamaindex_advice():
+                session = await client.session(
+                    index_name,
+                    None if model else model_id,
+                    model=model,
+                    version=version,
+                    auto_refresh=auto_refresh,
+                )
         except BaseException:
             if owned is not None:
                 await owned.close()
@@ -155,14 +187,15 @@ class MossVectorStore(BasePydanticVectorStore):
         return "MossVectorStore"
 
     @property
-    def client(self) -> Session:
-        """The Moss session this store reads and writes."""
-        return self._session
+    def client(self) -> Session | SyncSession:
+        """The Moss session this store reads and writes (same as :attr:`session`)."""
+        return self._given
 
     @property
-    def session(self) -> Session:
-        """The Moss session this store reads and writes."""
-        return self._session
+    def session(self) -> Session | SyncSession:
+        """The Moss session this store reads and writes: the one passed as ``session=``, else
+        the async ``Session`` opened (``store.session.sync`` blocks, on either)."""
+        return self._given
 
     @property
     def embed_model(self) -> BaseEmbedding:
@@ -225,17 +258,29 @@ class MossVectorStore(BasePydanticVectorStore):
     # -- reads ----------------------------------------------------------------------------------
 
     def get_nodes(
-        self, node_ids: list[str] | None = None, filters: MetadataFilters | None = None
+        self,
+        node_ids: list[str] | None = None,
+        filters: MetadataFilters | None = None,
+        *,
+        include_embeddings: bool = False,
     ) -> list[BaseNode]:
-        """Nodes by id (in the order given) and/or by filter; all nodes with neither."""
-        docs = matching(self._session, select(filters), node_ids)
-        return [doc_to_node(doc.id, doc.text, doc.metadata) for doc in docs]
+        """Nodes by id (in the order given) and/or by filter; all nodes with neither.
+
+        With ``include_embeddings=True`` each node carries its stored embedding, so the nodes
+        can be added to another store without re-embedding.
+        """
+        docs = self._session.sync.get_docs(node_ids, filter=to_moss_filter(filters))
+        return to_nodes(self._session, docs, include_embeddings)
 
     async def aget_nodes(
-        self, node_ids: list[str] | None = None, filters: MetadataFilters | None = None
+        self,
+        node_ids: list[str] | None = None,
+        filters: MetadataFilters | None = None,
+        *,
+        include_embeddings: bool = False,
     ) -> list[BaseNode]:
         """Async twin of :meth:`get_nodes` (reads are local, so it does not wait)."""
-        return self.get_nodes(node_ids, filters)
+        return self.get_nodes(node_ids, filters, include_embeddings=include_embeddings)
 
     def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
         """The nodes most similar to the query embedding (or to ``query_str``), filters first."""
@@ -260,22 +305,50 @@ class MossVectorStore(BasePydanticVectorStore):
     # -- sharing --------------------------------------------------------------------------------
 
     def persist(
-        self, persist_path: str | None = None, fs: fsspec.AbstractFileSystem | None = None
+        self,
+        persist_path: str | None = None,
+        fs: fsspec.AbstractFileSystem | None = None,
+        *,
+        merge: bool = True,
     ) -> None:
-        """Push the session (what ``StorageContext.persist()`` calls); the path is not used."""
-        self.push()
+        """Push the session (what ``StorageContext.persist()`` calls); the path is not used.
 
-    def push(self, *, force: bool = False) -> PushResult | None:
-        """Push the session if it changed since its last load or push (or ever, with ``force``)."""
+        It merges by default: another process's pushes since this session's version are kept
+        and this session's changes replayed onto them, so agents sharing an index never drop
+        each other's nodes. ``merge=False`` replaces the index with this session's content.
+        """
+        self.push(merge=merge)
+
+    def push(
+        self,
+        *,
+        force: bool = False,
+        merge: bool = False,
+        expected_version: int | None = None,
+        ttl: float | None = None,
+    ) -> PushResult | None:
+        """Push the session if it changed since its last load or push (or ever, with ``force``).
+
+        ``merge=True`` replays this session's changes onto a newer stored version instead of
+        replacing it; ``expected_version=N`` pushes only if the stored version is still N (else
+        ``moss.ConflictError``); ``ttl`` as in ``Session.push_index``.
+        """
         if not (force or self._needs_push()):
             return None
-        return self._session.sync.push_index()
+        return self._session.sync.push_index(expected_version, merge=merge, ttl=ttl)
 
-    async def apush(self, *, force: bool = False) -> PushResult | None:
+    async def apush(
+        self,
+        *,
+        force: bool = False,
+        merge: bool = False,
+        expected_version: int | None = None,
+        ttl: float | None = None,
+    ) -> PushResult | None:
         """Async twin of :meth:`push`."""
         if not (force or self._needs_push()):
             return None
-        return await self._session.push_index()
+        return await self._session.push_index(expected_version, merge=merge, ttl=ttl)
 
     def close(self) -> None:
         """Close the session, and the client if this store opened it."""
@@ -310,7 +383,41 @@ class MossVectorStore(BasePydanticVectorStore):
             raise InvalidArgumentError(
                 "delete_nodes needs node_ids and/or filters; to delete every node, call clear()"
             )
-        return [doc.id for doc in matching(self._session, select(filters), node_ids)]
+        docs = self._session.sync.get_docs(node_ids, filter=to_moss_filter(filters))
+        return [doc.id for doc in docs]
+
+
+def async_session(session: Session | SyncSession) -> Session:
+    """The async :class:`Session` behind ``session`` (a blocking ``SyncSession`` wraps one)."""
+    if isinstance(session, Session):
+        return session
+    if isinstance(session, SyncSession):
+        # Both faces are views of one core; there is no public way from one to the other yet.
+        return Session(session._core)
+    raise InvalidArgumentError(f"session must be a moss Session, got {type(session).__name__}")
+
+
+def _check_no_open_options(version: int | None, auto_refresh: bool) -> None:
+    if version is not None or auto_refresh:
+        raise InvalidArgumentError(
+            "version= and auto_refresh= choose how a session is opened: pass them with "
+            "index_name, not with an open session="
+        )
+
+
+@contextlib.contextmanager
+def _llamaindex_advice() -> Iterator[None]:
+    """Turn moss's advice for an index built with your own model into LlamaIndex's."""
+    try:
+        yield
+    except InvalidArgumentError as exc:
+        stored = _OWN_MODEL.search(str(exc))
+        if stored is None:
+            raise
+        raise InvalidArgumentError(
+            f"{str(exc).partition(': open it with')[0]}: open it with the LlamaIndex embedding it was built "
+            f"with, MossVectorStore(..., embed_model=<that embedding>, model_id={stored[1]})"
+        ) from None
 
 
 def _check_session_only(
@@ -321,8 +428,6 @@ def _check_session_only(
     model_id: str | None,
     embed_model: BaseEmbedding | None,
 ) -> None:
-    if not isinstance(session, Session):
-        raise InvalidArgumentError(f"session must be a moss Session, got {type(session).__name__}")
     if client is not None or store is not None or embed_model is not None:
         raise InvalidArgumentError(
             "pass either session= or (index_name, client or store, model_id or embed_model): "

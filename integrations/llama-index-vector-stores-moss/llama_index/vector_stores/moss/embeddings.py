@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding
@@ -10,11 +9,9 @@ from llama_index.core.bridge.pydantic import Field, PrivateAttr
 
 from moss import EmbedderModel, EmbeddingModel, InvalidArgumentError
 from moss.embeddings import DEFAULT_MODEL_ID, resolve_model
+from moss.embeddings.model_ids import model_id_for
 
 __all__ = ["MossEmbedding", "default_model_id", "moss_model_for"]
-
-_NOT_IN_NAME = re.compile(r"[^A-Za-z0-9._:-]+")
-_MAX_NAME = 128
 
 
 class MossEmbedding(BaseEmbedding):
@@ -81,17 +78,15 @@ class MossEmbedding(BaseEmbedding):
 def default_model_id(embed_model: BaseEmbedding) -> str:
     """The model id an index built with ``embed_model`` gets when the user names none.
 
-    ``MossEmbedding`` keeps its moss id (``moss-minilm``). Any other embedding gets its LlamaIndex
-    class name and its ``model_name`` (``OpenAIEmbedding:text-embedding-3-small``), without
-    ``model_name`` when it is unset or ``unknown``; characters a model id cannot hold become ``-``.
+    ``MossEmbedding`` keeps its moss id (``moss-minilm``). Any other embedding gets moss's one
+    rule for both adapters (``moss.embeddings.model_ids.model_id_for``): its qualified class
+    name, its model name where it has one, and its dimension where it states one, for example
+    ``llama_index.embeddings.openai.base.OpenAIEmbedding:text-embedding-3-small:256d``. So two
+    home-made classes, or one model at two sizes, never share an id.
     """
     if isinstance(embed_model, MossEmbedding):
         return embed_model.model_name
-    name = embed_model.class_name()
-    model_name = getattr(embed_model, "model_name", None)
-    raw = f"{name}:{model_name}" if model_name and model_name != "unknown" else name
-    cleaned = _NOT_IN_NAME.sub("-", raw).strip("-.:")[:_MAX_NAME]
-    return cleaned or "llamaindex-embedding"
+    return model_id_for(embed_model)
 
 
 def moss_model_for(embed_model: BaseEmbedding, model_id: str | None = None) -> EmbeddingModel:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
-import threading
 from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
@@ -23,9 +22,9 @@ from llama_index.core.instrumentation.events.retrieval import RetrievalEndEvent
 from llama_index.core.instrumentation.span import SimpleSpan
 from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
 
-from moss import InvalidArgumentError, PushResult, Session
+from moss import InvalidArgumentError, PushResult, Session, SyncSession
 
-from .base import MossVectorStore
+from .base import MossVectorStore, async_session
 
 __all__ = ["DEFAULT_EVENTS", "DEFAULT_SPANS", "MossPushHandler"]
 
@@ -48,9 +47,11 @@ class MossPushHandler:
 
     Checkpoints are the end of the configured events (default: query end and retrieval end) and
     the successful end of the configured spans (default: ``IngestionPipeline.run`` / ``arun``).
-    A session with no change since its last load or push is not pushed. Pushes of one session
-    never overlap: a checkpoint reached while that session is pushing makes the pushing thread
-    push once more afterwards, if there are changes left.
+    A session with no change since its last load or push is not pushed. Pushes go through
+    ``Session.push_if_changed``, so pushes of one session never overlap, also between handlers.
+    They merge by default (``merge=True``): agents sharing an index keep each other's nodes,
+    because a push that finds a newer stored version replays this session's changes onto it.
+    ``merge=False`` replaces the stored index with this session's content (last writer wins).
 
     LlamaIndex's dispatcher swallows every exception a handler raises, so a failed push is
     logged with the index name and kept in :attr:`errors`; with ``raise_error=True``,
@@ -66,18 +67,19 @@ class MossPushHandler:
 
     def __init__(
         self,
-        *targets: MossVectorStore | Session,
+        *targets: MossVectorStore | Session | SyncSession,
         events: Iterable[type[BaseEvent]] = DEFAULT_EVENTS,
         spans: Iterable[str] = DEFAULT_SPANS,
         raise_error: bool = False,
         dispatcher: Dispatcher | None = None,
         attach: bool = True,
+        merge: bool = True,
     ) -> None:
         if not targets:
             raise InvalidArgumentError(
                 "give MossPushHandler at least one MossVectorStore or Session"
             )
-        self._pushers = [_Pusher(_session_of(target)) for target in targets]
+        self._pushers = [_Pusher(_session_of(target), merge) for target in targets]
         self._events = tuple(events)
         self._spans = frozenset(spans)
         self.raise_error = raise_error
@@ -167,44 +169,29 @@ class MossPushHandler:
 
 
 class _Pusher:
-    """One session's pushes: never two at once, and none without a change."""
+    """One session's pushes, through moss's ``push_if_changed`` (its per-session lock)."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, merge: bool) -> None:
         self.session = session
         self.name = session.name
+        self.merge = merge
         self.pushes = 0
-        self._lock = threading.Lock()
-        self._pushing = False
-        self._again = False
 
     def checkpoint(self) -> list[PushResult]:
-        with self._lock:
-            if self._pushing:  # the running push's thread pushes once more when it ends
-                self._again = True
-                return []
-            self._pushing = True
-        results: list[PushResult] = []
-        try:
-            while True:
-                if self.session.has_unpushed_changes:
-                    results.append(self.session.sync.push_index())
-                    self.pushes += 1
-                with self._lock:
-                    if not self._again:
-                        self._pushing = False
-                        return results
-                    self._again = False
-        except BaseException:
-            with self._lock:
-                self._pushing = self._again = False
-            raise
+        # moss serialises pushes of one session, also across handlers and stores, and sends
+        # nothing when an earlier push already took the changes.
+        result = self.session.sync.push_if_changed(merge=self.merge)
+        if result is None:
+            return []
+        self.pushes += 1
+        return [result]
 
 
-def _session_of(target: MossVectorStore | Session) -> Session:
+def _session_of(target: MossVectorStore | Session | SyncSession) -> Session:
     if isinstance(target, MossVectorStore):
-        return target.session
-    if isinstance(target, Session):
-        return target
+        return async_session(target.session)
+    if isinstance(target, (Session, SyncSession)):
+        return async_session(target)
     raise InvalidArgumentError(
         f"MossPushHandler pushes MossVectorStore or Session objects, got {type(target).__name__}"
     )
