@@ -23,7 +23,7 @@ from .errors import (
     ServiceUnavailableError,
     SnapshotError,
 )
-from .flow import Flow, Io, Offload, run_sync
+from .flow import Flow, Io, Offload
 from .index.columns import LazyColumn
 from .index.engine import Engine
 from .index.keyword import KeywordIndex
@@ -342,18 +342,6 @@ class Hydrator:
             loaded = decoder.finish(download.version)
         self._remember(name, decoder)
         return loaded
-
-    def load(
-        self,
-        name: str,
-        model_id: str | None,
-        model: EmbeddingModel | None,
-        version: int | None = None,
-        *,
-        newer_than: int | None = None,
-    ) -> Loaded | None:
-        """Blocking :meth:`load_flow`."""
-        return run_sync(self.load_flow(name, model_id, model, version, newer_than=newer_than))
 
     @contextlib.contextmanager
     def _cache_writer(self, name: str, version: int) -> Iterator[BinaryIO | None]:
