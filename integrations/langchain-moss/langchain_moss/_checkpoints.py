@@ -1,15 +1,14 @@
-"""Which callback events are checkpoints, and one push at a time per session (no I/O here)."""
+"""Which callback events are checkpoints (no I/O here)."""
 
 from __future__ import annotations
 
 import threading
-import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from moss import InvalidArgumentError, Session
+from moss import InvalidArgumentError
 
 #: The custom event (``dispatch_custom_event``) that is a checkpoint by default.
 CHECKPOINT_EVENT = "moss_checkpoint"
@@ -107,49 +106,3 @@ class CheckpointRules:
     def is_checkpoint_event(self, name: str) -> bool:
         """Whether a custom event of this name is a checkpoint."""
         return self.checkpoint_event is not None and name == self.checkpoint_event
-
-
-class PushGate:
-    """One push at a time per session; a checkpoint during a push asks for one more after it."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._pushing = False
-        self._again = False
-
-    def claim(self) -> bool:
-        """Return True if the caller should push now; else a push is running and will repeat."""
-        with self._lock:
-            if self._pushing:
-                self._again = True
-                return False
-            self._pushing = True
-            return True
-
-    def repeat(self) -> bool:
-        """After a push: True if a checkpoint came during it (push again), else release."""
-        with self._lock:
-            if self._again:
-                self._again = False
-                return True
-            self._pushing = False
-            return False
-
-    def release(self) -> None:
-        """Give up the push (after a failure)."""
-        with self._lock:
-            self._pushing = False
-            self._again = False
-
-
-_GATES: weakref.WeakKeyDictionary[Session, PushGate] = weakref.WeakKeyDictionary()
-_GATES_LOCK = threading.Lock()
-
-
-def gate_for(session: Session) -> PushGate:
-    """The gate of a session, shared by every handler in the process, so pushes never overlap."""
-    with _GATES_LOCK:
-        gate = _GATES.get(session)
-        if gate is None:
-            gate = _GATES[session] = PushGate()
-        return gate

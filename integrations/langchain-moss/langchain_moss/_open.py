@@ -1,30 +1,44 @@
-"""Open a session from LangChain-style keyword arguments (checks shared by sync and async)."""
+"""Open a session from LangChain-style keyword arguments (one flow for sync and async)."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from langchain_core.embeddings import Embeddings
 
 from moss import (
     EmbeddingModel,
-    IndexNotFoundError,
     InvalidArgumentError,
     ModelMismatchError,
     MossClient,
     Session,
     Store,
+    SyncSession,
 )
+from moss.flow import Flow, Io
 
 from .embeddings import model_id_for, moss_model_for
 
 StoreArg = Store | str | os.PathLike[str]
 
 
+def async_face(session: Session | SyncSession) -> Session:
+    """The session with awaitable methods (its ``.sync`` blocks): the adapter needs both faces."""
+    if isinstance(session, Session):
+        return session
+    if isinstance(session, SyncSession):
+        # Both faces share one core, so writes through either are seen by the other.
+        return Session(session._core)
+    raise InvalidArgumentError(
+        f"session must be a moss Session or SyncSession, got {type(session).__name__}"
+    )
+
+
 @dataclass
 class OpenRequest:
-    """A checked request to open one index: which client, name, model and version."""
+    """A checked request to open one index: which client, name, model, version and options."""
 
     client: MossClient
     owns_client: bool
@@ -32,29 +46,23 @@ class OpenRequest:
     model_id: str | None
     model: EmbeddingModel | None
     version: int | None
+    auto_refresh: bool
     must_exist: bool
 
-    def open(self) -> Session:
-        """Open the session without an event loop (plain blocking I/O)."""
-        session = self.client.sync.session(
-            self.index_name, self.model_id, model=self.model, version=self.version
+    def flow(self) -> Flow[Session]:
+        """Open the session: blocking through ``client.sync``, or awaited on the running loop."""
+        args = (self.index_name, self.model_id)
+        options: dict[str, Any] = {
+            "model": self.model,
+            "version": self.version,
+            "auto_refresh": self.auto_refresh,
+            "must_exist": self.must_exist,
+        }
+        session = yield Io(
+            lambda: self.client.sync.session(*args, **options),
+            lambda: self.client.session(*args, **options),
         )
-        return self._checked(session)
-
-    async def aopen(self) -> Session:
-        """Open the session on the running event loop."""
-        session = await self.client.session(
-            self.index_name, self.model_id, model=self.model, version=self.version
-        )
-        return self._checked(session)
-
-    def _checked(self, session: Session) -> Session:
-        if self.must_exist and session.version == 0:
-            raise IndexNotFoundError(
-                f"index {self.index_name!r} does not exist in {self.client.store.location}: push "
-                "it first (MossVectorStore.push()), or check the name, project and store"
-            )
-        return session
+        return async_face(session)
 
 
 def open_request(
@@ -66,6 +74,7 @@ def open_request(
     store: StoreArg | None,
     project_id: str | None,
     version: int | None,
+    auto_refresh: bool = False,
     must_exist: bool = False,
 ) -> OpenRequest:
     """Check the keyword arguments that name an index; create the client if none was given."""
@@ -88,6 +97,7 @@ def open_request(
         model_id=None if model is not None else model_id,
         model=model,
         version=version,
+        auto_refresh=auto_refresh,
         must_exist=must_exist,
     )
 

@@ -10,8 +10,9 @@ import numpy as np
 import numpy.typing as npt
 from langchain_core.documents import Document
 
-from moss import DocumentInfo, InvalidArgumentError, ResultDocument, SearchResult
+from moss import DocumentInfo, InvalidArgumentError, ResultDocument
 from moss.embeddings import normalize_rows
+from moss.index.mmr import mmr_select
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -70,65 +71,8 @@ def to_document(doc_id: str, text: str, metadata: Mapping[str, Any] | None) -> D
     return Document(id=doc_id, page_content=text, metadata=copy_json(metadata or {}))
 
 
-def hits_to_pairs(hits: Sequence[ResultDocument]) -> list[tuple[Document, float]]:
-    """Query results as (document, cosine similarity) pairs, best first."""
-    return [(to_document(hit.id, hit.text, hit.metadata), hit.score) for hit in hits]
-
-
-def relevance(score: float) -> float:
-    """A cosine similarity as a relevance in [0, 1]: negative similarity means unrelated."""
-    return max(0.0, min(1.0, score))
-
-
 def _id_or_new(doc_id: str | None) -> str:
     return doc_id if doc_id else str(uuid.uuid4())
-
-
-def reject_extra(kwargs: Mapping[str, Any], method: str, accepted: str) -> None:
-    """Refuse keyword arguments the method does not know, so a typo is never silently ignored."""
-    if kwargs:
-        raise InvalidArgumentError(
-            f"MossVectorStore.{method} got unknown argument(s) {sorted(kwargs)}; "
-            f"it accepts {accepted}"
-        )
-
-
-def check_mmr(k: int, fetch_k: int, lambda_mult: float) -> int:
-    """Validate MMR arguments; return how many candidates to fetch (at least ``k``)."""
-    for name, value in (("k", k), ("fetch_k", fetch_k)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InvalidArgumentError(f"{name} must be a positive integer, got {value!r}")
-    if isinstance(lambda_mult, bool) or not isinstance(lambda_mult, (int, float)):
-        raise InvalidArgumentError(f"lambda_mult must be a number from 0 to 1, got {lambda_mult!r}")
-    if not 0.0 <= lambda_mult <= 1.0:
-        raise InvalidArgumentError(f"lambda_mult must be from 0 to 1, got {lambda_mult}")
-    return max(k, fetch_k)
-
-
-def mmr_select(query: FloatArray, candidates: FloatArray, k: int, lambda_mult: float) -> list[int]:
-    """Indices of ``k`` candidates chosen by maximal marginal relevance, in the order chosen.
-
-    Rows and the query are unit vectors, so dot products are cosine similarities. Each step
-    takes the candidate maximising ``lambda_mult * sim(query, c) - (1 - lambda_mult) *
-    max sim(c, chosen)``; the first is the most similar to the query (as LangChain's
-    ``maximal_marginal_relevance`` does). Ties go to the earlier candidate.
-    """
-    count = min(k, candidates.shape[0])
-    if count <= 0:
-        return []
-    similarity = candidates @ query
-    chosen = [int(np.argmax(similarity))]
-    redundancy = candidates @ candidates[chosen[0]]
-    available = np.ones(candidates.shape[0], dtype=bool)
-    available[chosen[0]] = False
-    while len(chosen) < count:
-        score = lambda_mult * similarity - (1.0 - lambda_mult) * redundancy
-        score[~available] = -np.inf
-        pick = int(np.argmax(score))
-        chosen.append(pick)
-        available[pick] = False
-        redundancy = np.maximum(redundancy, candidates @ candidates[pick])
-    return chosen
 
 
 def mmr_documents(
@@ -138,7 +82,10 @@ def mmr_documents(
     k: int,
     lambda_mult: float,
 ) -> list[Document]:
-    """Pick ``k`` of the candidate ``hits`` by MMR, using their stored vectors."""
+    """Pick ``k`` of the candidate ``hits`` (best first) by MMR, using their stored vectors.
+
+    The core's :func:`~moss.index.mmr.mmr_select` picks: on equal scores the better-ranked hit.
+    """
     vectors = {doc.id: doc.embedding for doc in stored}
     # A candidate deleted between the query and the read of its vector is dropped.
     kept = [hit for hit in hits if vectors.get(hit.id) is not None]
@@ -161,24 +108,3 @@ def unit_vector(embedding: Sequence[float]) -> FloatArray:
     """A query vector the caller brought, as a float32 unit vector."""
     unit: FloatArray = normalize_rows(np.asarray(embedding, dtype=np.float32)[np.newaxis, :])[0]
     return unit
-
-
-def min_score_for(score_threshold: float | None) -> float | None:
-    """The cosine cut-off the index applies for a relevance ``score_threshold``."""
-    # Relevance clips negative similarity to 0, so only a positive threshold maps to a cosine
-    # cut-off the index can apply; a threshold <= 0 keeps every result.
-    if score_threshold is None:
-        return None
-    if isinstance(score_threshold, bool) or not isinstance(score_threshold, (int, float)):
-        raise InvalidArgumentError(f"score_threshold must be a number, got {score_threshold!r}")
-    return float(score_threshold) if score_threshold > 0 else None
-
-
-def relevant_pairs(
-    result: SearchResult, score_threshold: float | None
-) -> list[tuple[Document, float]]:
-    """Results as (document, relevance) pairs, those below ``score_threshold`` dropped."""
-    pairs = [(doc, relevance(score)) for doc, score in hits_to_pairs(result.docs)]
-    if score_threshold is None:
-        return pairs
-    return [(doc, score) for doc, score in pairs if score >= score_threshold]

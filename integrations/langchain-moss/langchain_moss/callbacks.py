@@ -6,14 +6,13 @@ import logging
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
-from uuid import UUID
 
 from langchain_core.callbacks import AsyncCallbackHandler, BaseCallbackHandler
 
 from moss import InvalidArgumentError, PushResult, Session
+from moss.flow import Flow, Io, run_async, run_sync
 
-from ._checkpoints import CHECKPOINT_EVENT, CheckpointRules, PushGate, gate_for
-from ._records import push_args
+from ._checkpoints import CHECKPOINT_EVENT, CheckpointRules
 from .retrievers import MossRetriever
 from .vectorstores import MossVectorStore
 
@@ -37,9 +36,7 @@ def _session_of(target: Target) -> Session:
 
 
 class _PushAtCheckpoints:
-    """Configuration, checkpoint rules and bookkeeping shared by the sync and async handlers."""
-
-    raise_error: bool
+    """Configuration, checkpoint rules and the push flow shared by the sync and async handlers."""
 
     def __init__(
         self,
@@ -50,7 +47,7 @@ class _PushAtCheckpoints:
         nodes: Iterable[str] = (),
         every_n_chain_ends: int | None = None,
         checkpoint_event: str | None = CHECKPOINT_EVENT,
-        merge: bool = False,
+        merge: bool = True,
         raise_error: bool = False,
     ) -> None:
         # A retriever is a pydantic model, and so iterable: test for a single target first.
@@ -92,6 +89,29 @@ class _PushAtCheckpoints:
         names = [session.name for session in self.sessions]
         return f"{type(self).__name__}(indexes={names!r}, pushes={self.push_count})"
 
+    def _push_all(self) -> Flow[list[PushResult]]:
+        """Push each session with unpushed changes (the core's per-session lock orders pushes)."""
+        results: list[PushResult] = []
+        errors: list[Exception] = []
+        for session in self.sessions:
+            try:
+                pushed = yield self._push_step(session)
+            except Exception as exc:
+                logger.error("push of moss index %r at a checkpoint failed: %s", session.name, exc)
+                errors.append(exc)
+                continue
+            if pushed is not None:
+                results.append(self._pushed(pushed))
+        if errors and self.raise_error:
+            raise errors[0]
+        return results
+
+    def _push_step(self, session: Session) -> Io[PushResult | None]:
+        return Io(
+            lambda: session.sync.push_if_changed(merge=self.merge),
+            lambda: session.push_if_changed(merge=self.merge),
+        )
+
     def _pushed(self, result: PushResult) -> PushResult:
         with self._count_lock:
             self.push_count += 1
@@ -99,27 +119,24 @@ class _PushAtCheckpoints:
         logger.debug("pushed index %r as version %d", result.index_name, result.version)
         return result
 
-    def _failed(self, session: Session, gate: PushGate, exc: Exception) -> None:
-        gate.release()
-        logger.error("push of moss index %r at a checkpoint failed: %s", session.name, exc)
+    def _started(self, kwargs: Mapping[str, Any]) -> None:
+        """Record a run's start (its tags and LangGraph node) from the event's arguments."""
+        self.rules.started(
+            kwargs["run_id"],
+            kwargs.get("parent_run_id"),
+            kwargs.get("tags"),
+            kwargs.get("metadata"),
+        )
 
-    def _finish(self, errors: list[Exception]) -> None:
-        if errors and self.raise_error:
-            raise errors[0]
+    def _ended(self, kwargs: Mapping[str, Any], *, chain: bool) -> bool:
+        """Forget a finished run; whether its end is a checkpoint."""
+        return self.rules.ended(
+            kwargs["run_id"], kwargs.get("parent_run_id"), kwargs.get("tags"), chain=chain
+        )
 
-    def _run_started(
-        self,
-        run_id: UUID,
-        parent_run_id: UUID | None,
-        tags: list[str] | None,
-        metadata: Mapping[str, Any] | None,
-    ) -> None:
-        self.rules.started(run_id, parent_run_id, tags, metadata)
-
-    def _run_ended(
-        self, run_id: UUID, parent_run_id: UUID | None, kwargs: Mapping[str, Any], chain: bool
-    ) -> bool:
-        return self.rules.ended(run_id, parent_run_id, kwargs.get("tags"), chain=chain)
+    def _failed(self, kwargs: Mapping[str, Any]) -> None:
+        """Forget a run that raised: a failed run is not a checkpoint."""
+        self.rules.failed(kwargs["run_id"])
 
 
 class MossPushHandler(_PushAtCheckpoints, BaseCallbackHandler):
@@ -132,11 +149,15 @@ class MossPushHandler(_PushAtCheckpoints, BaseCallbackHandler):
     renames it, None disables it). Runs are chains (LangGraph graphs and nodes included), tools
     and retrievers; model calls write nothing and are ignored. A failed run is not a checkpoint.
 
-    At a checkpoint each session with changes since its last push is pushed; one without is
-    not. Pushes of one session never overlap, in this process: a checkpoint during a push
-    makes one more push after it. A failed push is logged with the index name and raised if
-    ``raise_error=True``. ``merge=True`` pushes with ``push_index(merge=True)``, so concurrent
-    writers' documents are kept.
+    At a checkpoint each session with changes since its last push is pushed
+    (``Session.push_if_changed``); one without is not. Pushes of one session never overlap: a
+    checkpoint during a push waits for it, then pushes what is still unpushed. A failed push is
+    logged with the index name and raised if ``raise_error=True``.
+
+    Pushes merge by default (``push_index(merge=True)``): the index is shared, so a push that
+    finds a newer version replays this session's changes onto it instead of replacing other
+    writers' documents. ``merge=False`` replaces the stored index with this session (last
+    writer wins).
 
     Example::
 
@@ -153,137 +174,48 @@ class MossPushHandler(_PushAtCheckpoints, BaseCallbackHandler):
 
     def push(self) -> list[PushResult]:
         """Push every session that has unpushed changes now; return the completed pushes."""
-        results: list[PushResult] = []
-        errors: list[Exception] = []
-        for session in self.sessions:
-            gate = gate_for(session)
-            if not gate.claim():
-                continue
-            try:
-                while True:
-                    if session.has_unpushed_changes:
-                        pushed = session.sync.push_index(**push_args(None, self.merge))
-                        results.append(self._pushed(pushed))
-                    if not gate.repeat():
-                        break
-            except Exception as exc:
-                self._failed(session, gate, exc)
-                errors.append(exc)
-        self._finish(errors)
-        return results
+        return run_sync(self._push_all())
 
-    def _end(self, run_id: UUID, parent_run_id: UUID | None, kwargs: Any, chain: bool) -> None:
-        if self._run_ended(run_id, parent_run_id, kwargs, chain):
+    def on_chain_start(self, serialized: Any, inputs: Any, **kwargs: Any) -> None:
+        """Record the run (its tags and LangGraph node)."""
+        self._started(kwargs)
+
+    def on_tool_start(self, serialized: Any, input_str: str, **kwargs: Any) -> None:
+        """Record the run."""
+        self._started(kwargs)
+
+    def on_retriever_start(self, serialized: Any, query: str, **kwargs: Any) -> None:
+        """Record the run."""
+        self._started(kwargs)
+
+    def on_chain_end(self, outputs: Any, **kwargs: Any) -> None:
+        """Push if this chain end is a checkpoint."""
+        if self._ended(kwargs, chain=True):
             self.push()
 
-    def on_chain_start(
-        self,
-        serialized: dict[str, Any],
-        inputs: dict[str, Any],
-        *,
-        run_id: UUID,
-        parent_run_id: UUID | None = None,
-        tags: list[str] | None = None,
-        metadata: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        """Record the run (its tags and LangGraph node)."""
-        self._run_started(run_id, parent_run_id, tags, metadata)
-
-    def on_chain_end(
-        self,
-        outputs: dict[str, Any],
-        *,
-        run_id: UUID,
-        parent_run_id: UUID | None = None,
-        **kwargs: Any,
-    ) -> None:
-        """Push if this chain end is a checkpoint."""
-        self._end(run_id, parent_run_id, kwargs, chain=True)
-
-    def on_chain_error(
-        self,
-        error: BaseException,
-        *,
-        run_id: UUID,
-        parent_run_id: UUID | None = None,
-        **kwargs: Any,
-    ) -> None:
-        """Forget the run."""
-        self.rules.failed(run_id)
-
-    def on_tool_start(
-        self,
-        serialized: dict[str, Any],
-        input_str: str,
-        *,
-        run_id: UUID,
-        parent_run_id: UUID | None = None,
-        tags: list[str] | None = None,
-        metadata: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        """Record the run."""
-        self._run_started(run_id, parent_run_id, tags, metadata)
-
-    def on_tool_end(
-        self, output: Any, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any
-    ) -> None:
+    def on_tool_end(self, output: Any, **kwargs: Any) -> None:
         """Push if this tool end is a checkpoint."""
-        self._end(run_id, parent_run_id, kwargs, chain=False)
+        if self._ended(kwargs, chain=False):
+            self.push()
 
-    def on_tool_error(
-        self,
-        error: BaseException,
-        *,
-        run_id: UUID,
-        parent_run_id: UUID | None = None,
-        **kwargs: Any,
-    ) -> None:
-        """Forget the run."""
-        self.rules.failed(run_id)
-
-    def on_retriever_start(
-        self,
-        serialized: dict[str, Any],
-        query: str,
-        *,
-        run_id: UUID,
-        parent_run_id: UUID | None = None,
-        tags: list[str] | None = None,
-        metadata: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        """Record the run."""
-        self._run_started(run_id, parent_run_id, tags, metadata)
-
-    def on_retriever_end(
-        self, documents: Any, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any
-    ) -> None:
+    def on_retriever_end(self, documents: Any, **kwargs: Any) -> None:
         """Push if this retriever end is a checkpoint."""
-        self._end(run_id, parent_run_id, kwargs, chain=False)
+        if self._ended(kwargs, chain=False):
+            self.push()
 
-    def on_retriever_error(
-        self,
-        error: BaseException,
-        *,
-        run_id: UUID,
-        parent_run_id: UUID | None = None,
-        **kwargs: Any,
-    ) -> None:
+    def on_chain_error(self, error: BaseException, **kwargs: Any) -> None:
         """Forget the run."""
-        self.rules.failed(run_id)
+        self._failed(kwargs)
 
-    def on_custom_event(
-        self,
-        name: str,
-        data: Any,
-        *,
-        run_id: UUID,
-        tags: list[str] | None = None,
-        metadata: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
+    def on_tool_error(self, error: BaseException, **kwargs: Any) -> None:
+        """Forget the run."""
+        self._failed(kwargs)
+
+    def on_retriever_error(self, error: BaseException, **kwargs: Any) -> None:
+        """Forget the run."""
+        self._failed(kwargs)
+
+    def on_custom_event(self, name: str, data: Any, **kwargs: Any) -> None:
         """Push at the checkpoint event."""
         if self.rules.is_checkpoint_event(name):
             self.push()
@@ -300,139 +232,48 @@ class AsyncMossPushHandler(_PushAtCheckpoints, AsyncCallbackHandler):
 
     async def apush(self) -> list[PushResult]:
         """Push every session that has unpushed changes now; return the completed pushes."""
-        results: list[PushResult] = []
-        errors: list[Exception] = []
-        for session in self.sessions:
-            gate = gate_for(session)
-            if not gate.claim():
-                continue
-            try:
-                while True:
-                    if session.has_unpushed_changes:
-                        pushed = await session.push_index(**push_args(None, self.merge))
-                        results.append(self._pushed(pushed))
-                    if not gate.repeat():
-                        break
-            except Exception as exc:
-                self._failed(session, gate, exc)
-                errors.append(exc)
-        self._finish(errors)
-        return results
+        return await run_async(self._push_all())
 
-    async def _end(
-        self, run_id: UUID, parent_run_id: UUID | None, kwargs: Any, chain: bool
-    ) -> None:
-        if self._run_ended(run_id, parent_run_id, kwargs, chain):
+    async def on_chain_start(self, serialized: Any, inputs: Any, **kwargs: Any) -> None:
+        """Record the run (its tags and LangGraph node)."""
+        self._started(kwargs)
+
+    async def on_tool_start(self, serialized: Any, input_str: str, **kwargs: Any) -> None:
+        """Record the run."""
+        self._started(kwargs)
+
+    async def on_retriever_start(self, serialized: Any, query: str, **kwargs: Any) -> None:
+        """Record the run."""
+        self._started(kwargs)
+
+    async def on_chain_end(self, outputs: Any, **kwargs: Any) -> None:
+        """Push if this chain end is a checkpoint."""
+        if self._ended(kwargs, chain=True):
             await self.apush()
 
-    async def on_chain_start(
-        self,
-        serialized: dict[str, Any],
-        inputs: dict[str, Any],
-        *,
-        run_id: UUID,
-        parent_run_id: UUID | None = None,
-        tags: list[str] | None = None,
-        metadata: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        """Record the run (its tags and LangGraph node)."""
-        self._run_started(run_id, parent_run_id, tags, metadata)
-
-    async def on_chain_end(
-        self,
-        outputs: dict[str, Any],
-        *,
-        run_id: UUID,
-        parent_run_id: UUID | None = None,
-        **kwargs: Any,
-    ) -> None:
-        """Push if this chain end is a checkpoint."""
-        await self._end(run_id, parent_run_id, kwargs, chain=True)
-
-    async def on_chain_error(
-        self,
-        error: BaseException,
-        *,
-        run_id: UUID,
-        parent_run_id: UUID | None = None,
-        **kwargs: Any,
-    ) -> None:
-        """Forget the run."""
-        self.rules.failed(run_id)
-
-    async def on_tool_start(
-        self,
-        serialized: dict[str, Any],
-        input_str: str,
-        *,
-        run_id: UUID,
-        parent_run_id: UUID | None = None,
-        tags: list[str] | None = None,
-        metadata: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        """Record the run."""
-        self._run_started(run_id, parent_run_id, tags, metadata)
-
-    async def on_tool_end(
-        self, output: Any, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any
-    ) -> None:
+    async def on_tool_end(self, output: Any, **kwargs: Any) -> None:
         """Push if this tool end is a checkpoint."""
-        await self._end(run_id, parent_run_id, kwargs, chain=False)
+        if self._ended(kwargs, chain=False):
+            await self.apush()
 
-    async def on_tool_error(
-        self,
-        error: BaseException,
-        *,
-        run_id: UUID,
-        parent_run_id: UUID | None = None,
-        **kwargs: Any,
-    ) -> None:
-        """Forget the run."""
-        self.rules.failed(run_id)
-
-    async def on_retriever_start(
-        self,
-        serialized: dict[str, Any],
-        query: str,
-        *,
-        run_id: UUID,
-        parent_run_id: UUID | None = None,
-        tags: list[str] | None = None,
-        metadata: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        """Record the run."""
-        self._run_started(run_id, parent_run_id, tags, metadata)
-
-    async def on_retriever_end(
-        self, documents: Any, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any
-    ) -> None:
+    async def on_retriever_end(self, documents: Any, **kwargs: Any) -> None:
         """Push if this retriever end is a checkpoint."""
-        await self._end(run_id, parent_run_id, kwargs, chain=False)
+        if self._ended(kwargs, chain=False):
+            await self.apush()
 
-    async def on_retriever_error(
-        self,
-        error: BaseException,
-        *,
-        run_id: UUID,
-        parent_run_id: UUID | None = None,
-        **kwargs: Any,
-    ) -> None:
+    async def on_chain_error(self, error: BaseException, **kwargs: Any) -> None:
         """Forget the run."""
-        self.rules.failed(run_id)
+        self._failed(kwargs)
 
-    async def on_custom_event(
-        self,
-        name: str,
-        data: Any,
-        *,
-        run_id: UUID,
-        tags: list[str] | None = None,
-        metadata: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
+    async def on_tool_error(self, error: BaseException, **kwargs: Any) -> None:
+        """Forget the run."""
+        self._failed(kwargs)
+
+    async def on_retriever_error(self, error: BaseException, **kwargs: Any) -> None:
+        """Forget the run."""
+        self._failed(kwargs)
+
+    async def on_custom_event(self, name: str, data: Any, **kwargs: Any) -> None:
         """Push at the checkpoint event."""
         if self.rules.is_checkpoint_event(name):
             await self.apush()

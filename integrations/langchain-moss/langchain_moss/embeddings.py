@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import re
-
 from langchain_core.embeddings import Embeddings
 
 from moss import EmbedderModel, EmbeddingModel, InvalidArgumentError
 from moss.embeddings import DEFAULT_MODEL_ID, resolve_model
-
-#: The attributes whose first non-empty string value names an embedder's model.
-MODEL_NAME_ATTRIBUTES = ("model", "model_name", "model_id")
-_MAX_MODEL_ID = 128
-_NOT_ALLOWED = re.compile(r"[^A-Za-z0-9._:-]+")
+from moss.embeddings.model_ids import model_id_for as core_model_id_for
 
 
 class MossEmbeddings(Embeddings):
@@ -68,27 +62,20 @@ class MossEmbeddings(Embeddings):
 def model_id_for(embedding: Embeddings) -> str:
     """The model id moss stores an index under when the user names none.
 
-    The rule: :class:`MossEmbeddings` is ``moss-minilm``; any other embedder is its class name,
-    followed by ``:`` and the first non-empty string among its ``model``, ``model_name`` and
-    ``model_id`` attributes when it has one (``OpenAIEmbeddings:text-embedding-3-small``).
-    Characters a model id cannot hold become ``-`` and the id is cut at 128 characters.
-    Everyone sharing an index must get the same id, so a subclass (another class name) or
-    another model gives another id: pass ``model_id=`` to choose one yourself.
+    :class:`MossEmbeddings` is ``moss-minilm``; any other embedder follows moss's one rule
+    (:func:`moss.embeddings.model_ids.model_id_for`, shared with the LlamaIndex adapter): the
+    class's module and qualified name, its model name (``model``, ``model_name``, ``model_id``
+    or ``deployment``) and its dimension where it states one (``dimensions``, ``size``...), so
+    ``OpenAIEmbeddings(dimensions=256)`` and the full size get different ids. Pass
+    ``model_id=`` to choose one yourself.
 
     >>> from langchain_core.embeddings import DeterministicFakeEmbedding
     >>> model_id_for(DeterministicFakeEmbedding(size=8))
-    'DeterministicFakeEmbedding'
+    'langchain_core.embeddings.fake.DeterministicFakeEmbedding:8d'
     """
     if isinstance(embedding, MossEmbeddings):
         return embedding.model_id
-    name = type(embedding).__name__
-    for attribute in MODEL_NAME_ATTRIBUTES:
-        value = getattr(embedding, attribute, None)
-        if isinstance(value, str) and value:
-            name = f"{name}:{value}"
-            break
-    cleaned = _NOT_ALLOWED.sub("-", name).lstrip("._:-")[:_MAX_MODEL_ID]
-    return cleaned or "embeddings"
+    return core_model_id_for(embedding)
 
 
 def moss_model_for(embedding: Embeddings, model_id: str | None = None) -> EmbeddingModel:

@@ -13,12 +13,18 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import Field
 
 from moss import InvalidArgumentError
+from moss.flow import run_sync
 
 from ._open import open_request
+from ._search import reject_extra
 from .vectorstores import Filter, MossVectorStore
 
 #: The arguments that name an index to open when no ``vectorstore`` is given.
-_OPEN_ARGS = ("index_name", "embedding", "model_id", "client", "store", "project_id", "version")
+_OPEN_ARGS = (
+    "index_name", "embedding", "model_id", "client", "store", "project_id", "version", "auto_refresh"
+)  # fmt: skip
+#: What a call may change for itself: the fields of the same names.
+_CALL_ARGS = ("k", "filter", "score_threshold", "alpha")
 
 
 class MossRetriever(BaseRetriever):
@@ -26,10 +32,12 @@ class MossRetriever(BaseRetriever):
 
     Built from a :class:`MossVectorStore` (sharing its live session), or from a plain dict of
     arguments naming an index that was pushed before (``index_name``, and optionally
-    ``embedding``, ``model_id``, ``store`` or ``client``, ``project_id``, ``version``); an index
-    that does not exist raises ``IndexNotFoundError``. ``k``, ``filter``, ``score_threshold``
-    (a relevance in [0, 1]: the cosine similarity) and ``alpha`` (1.0 vector search, 0.0
-    keyword search, in between a blend; 0.4 ranks best on SciFact) can also be given per call.
+    ``embedding``, ``model_id``, ``store`` or ``client``, ``project_id``, ``version``,
+    ``auto_refresh``); an index that does not exist raises ``IndexNotFoundError``. ``k``,
+    ``filter``, ``score_threshold`` (on the relevance score in [0, 1], see
+    ``MossVectorStore.similarity_search_with_relevance_scores``) and ``alpha`` (1.0 vector
+    search, 0.0 keyword search, in between a blend; default moss's 0.4, the best on SciFact)
+    can also be given per call. Any other argument is refused, so a typo never goes unnoticed.
 
     Example::
 
@@ -57,14 +65,21 @@ class MossRetriever(BaseRetriever):
     """A metadata filter applied before ranking (plain or moss form)."""
     score_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     """Drop documents whose relevance (cosine similarity) is lower."""
-    alpha: float = Field(default=1.0, ge=0.0, le=1.0)
-    """1.0 vector search, 0.0 keyword (BM25) search, in between a blend of both rankings."""
+    alpha: float | None = Field(default=None, ge=0.0, le=1.0)
+    """1.0 vector search, 0.0 keyword (BM25) search, in between a blend; None: moss's 0.4."""
 
     def __init__(self, **data: Any) -> None:
         """Take ``vectorstore=``, or arguments naming an index to open (``index_name``, ...)."""
         # Opened here rather than in a pydantic validator, so moss errors reach the caller as
         # themselves instead of wrapped in a ValidationError.
         named = {name: data.pop(name) for name in _OPEN_ARGS if name in data}
+        fields = sorted(type(self).model_fields)
+        unknown = sorted(set(data) - set(fields))
+        if unknown:
+            raise InvalidArgumentError(
+                f"MossRetriever got unknown argument(s) {unknown}; it accepts {', '.join(fields)} "
+                f"and, to open an index by name, {', '.join(_OPEN_ARGS)}"
+            )
         if data.get("vectorstore") is not None:
             if named:
                 raise InvalidArgumentError(
@@ -80,54 +95,37 @@ class MossRetriever(BaseRetriever):
                 store=named.get("store"),
                 project_id=named.get("project_id"),
                 version=named.get("version"),
+                auto_refresh=named.get("auto_refresh", False),
                 must_exist=True,
             )
             data["vectorstore"] = MossVectorStore._opened(
-                request, request.open(), named.get("embedding")
+                request, run_sync(request.flow()), named.get("embedding")
             )
         super().__init__(**data)
 
     def _get_relevant_documents(
-        self,
-        query: str,
-        *,
-        run_manager: CallbackManagerForRetrieverRun,
-        k: int | None = None,
-        filter: Filter | None = None,
-        score_threshold: float | None = None,
-        alpha: float | None = None,
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
         pairs = self.vectorstore.similarity_search_with_relevance_scores(
-            query, **self._search_args(k, filter, score_threshold, alpha)
+            query, **self._search_args(kwargs)
         )
         return [doc for doc, _ in pairs]
 
     async def _aget_relevant_documents(
-        self,
-        query: str,
-        *,
-        run_manager: AsyncCallbackManagerForRetrieverRun,
-        k: int | None = None,
-        filter: Filter | None = None,
-        score_threshold: float | None = None,
-        alpha: float | None = None,
+        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
         pairs = await self.vectorstore.asimilarity_search_with_relevance_scores(
-            query, **self._search_args(k, filter, score_threshold, alpha)
+            query, **self._search_args(kwargs)
         )
         return [doc for doc, _ in pairs]
 
-    def _search_args(
-        self,
-        k: int | None,
-        filter: Filter | None,
-        score_threshold: float | None,
-        alpha: float | None,
-    ) -> dict[str, Any]:
-        """Per-call values where given, else the retriever's fields."""
-        return {
-            "k": self.k if k is None else k,
-            "filter": self.filter if filter is None else filter,
-            "score_threshold": self.score_threshold if score_threshold is None else score_threshold,
-            "alpha": self.alpha if alpha is None else alpha,
-        }
+    def _search_args(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Per-call values where given, else the retriever's fields; unknown names refused."""
+        reject_extra(
+            {name: value for name, value in kwargs.items() if name not in _CALL_ARGS},
+            "MossRetriever.invoke",
+            _CALL_ARGS,
+        )
+        args = {name: getattr(self, name) for name in _CALL_ARGS}
+        args.update({name: value for name, value in kwargs.items() if value is not None})
+        return args

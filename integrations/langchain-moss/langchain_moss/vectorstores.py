@@ -1,4 +1,8 @@
-"""MossVectorStore: a named, shareable Moss session as a LangChain ``VectorStore``."""
+"""MossVectorStore: a named, shareable Moss session as a LangChain ``VectorStore``.
+
+Each sync method and its async twin run the same flow of :class:`SessionStore`, blocking or
+awaited; this module holds only the LangChain surface and its argument handling.
+"""
 
 from __future__ import annotations
 
@@ -10,44 +14,36 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
 
-from moss import InvalidArgumentError, MossClient, PushResult, QueryOptions, SearchResult, Session
+from moss import PushResult
+from moss.flow import run_async, run_sync
 
-from ._open import OpenRequest, StoreArg, check_session_model, open_request
 from ._records import (
-    FloatArray,
-    check_mmr,
-    hits_to_pairs,
-    min_score_for,
-    mmr_documents,
-    push_args,
-    reject_extra,
-    relevance,
-    relevant_pairs,
     split_documents,
-    to_document,
-    to_records,
     unit_vector,
 )
-from .embeddings import embeddings_for
+from ._search import (
+    VECTOR_ONLY,
+    Filter,
+    cosine_pairs,
+    documents,
+    mmr,
+    relevance,
+    relevance_pairs,
+    similarity,
+)
+from ._session_store import SessionStore
 
-#: A metadata filter: the plain form ``{"genre": "faq", "year": {"$gte": 2020}}`` or moss's
-#: ``{"field": "genre", "condition": {"$eq": "faq"}}``, combined with ``$and``/``$or``/``$not``.
-Filter = dict[str, Any]
+__all__ = ["Filter", "MossVectorStore"]
 
-_SEARCH_ARGS = "query, k, filter and alpha"
 VST = TypeVar("VST", bound="MossVectorStore")
-_MMR_ARGS = "k, fetch_k, lambda_mult and filter"
-#: ``alpha`` of LangChain searches unless given: similarity search means vector similarity here
-#: (LangChain's contract), so results stay ordered by the cosine ``score_threshold`` filters on.
-VECTOR_ONLY = 1.0
 
 
-class MossVectorStore(VectorStore):
+class MossVectorStore(SessionStore, VectorStore):
     """A Moss session as a LangChain vector store: local reads and writes, ``push()`` to share.
 
     Every read and write is local to this process; ``push()`` stores the session as the
     index's next version, and any process that opens the index by name gets it, with its
-    stored embeddings (no re-embedding). Scores are cosine similarities (higher is better).
+    stored embeddings (no re-embedding).
 
     Setup::
 
@@ -60,7 +56,7 @@ class MossVectorStore(VectorStore):
         store = MossVectorStore(index_name="support-kb", embedding=MossEmbeddings())
         # or from an open session:  MossVectorStore(session)
         # any LangChain Embeddings works; it is stored under a model id derived from its
-        # class and model name (see model_id_for), or the model_id= you give
+        # class, model name and dimension (see model_id_for), or the model_id= you give
 
     Add, get and delete (adding an existing id replaces it)::
 
@@ -73,12 +69,19 @@ class MossVectorStore(VectorStore):
         store.get_by_ids(["r1"])
         store.delete(["s1"])
 
-    Search, with a filter and scores::
+    Search, with a filter and scores. Searches blend vector and keyword (BM25) ranking with
+    moss's default ``alpha`` (0.4, the best blend on SciFact); ``alpha=1.0`` is vector only::
 
         store.similarity_search("how long do refunds take", k=1, filter={"topic": "refund"})
         store.similarity_search_with_score("refund", k=2)  # (doc, cosine similarity)
-        store.similarity_search("order ORD-1234", k=2, alpha=0.4)  # blend in keyword search
+        store.similarity_search_with_relevance_scores("refund", k=2)  # (doc, ranking score)
+        store.similarity_search("refund", k=2, alpha=1.0)  # vector similarity only
         store.max_marginal_relevance_search("refund", k=2, fetch_k=10)
+
+    ``similarity_search_with_score`` gives the cosine similarity, whatever the ranking;
+    ``similarity_search_with_relevance_scores`` gives the score the results are ordered by,
+    in [0, 1]: the fused value over its maximum (or the cosine, 0 where negative, at
+    ``alpha=1.0``); its ``score_threshold`` cuts on that score.
 
     Share, and resume elsewhere::
 
@@ -94,104 +97,9 @@ class MossVectorStore(VectorStore):
     As a retriever::
 
         retriever = store.as_retriever(search_type="mmr", search_kwargs={"k": 2})
-        hybrid = store.as_retriever(search_kwargs={"k": 4, "alpha": 0.4})
+        vector_only = store.as_retriever(search_kwargs={"k": 4, "alpha": 1.0})
         retriever.invoke("refund")
     """
-
-    def __init__(
-        self,
-        session: Session | None = None,
-        *,
-        index_name: str | None = None,
-        embedding: Embeddings | None = None,
-        model_id: str | None = None,
-        client: MossClient | None = None,
-        store: StoreArg | None = None,
-        project_id: str | None = None,
-        version: int | None = None,
-    ) -> None:
-        """Wrap an open ``session``, or open the index ``index_name`` (a new one if absent).
-
-        ``embedding`` embeds texts; its model id is ``model_id`` or derived by
-        :func:`~langchain_moss.model_id_for`. Left out, the index's stored model is used
-        (``moss-minilm`` for a new index). ``client``, or ``store`` and ``project_id``, say
-        where the index lives (default: ``MOSS_STORE``, else the file store at ``MOSS_HOME``).
-        Raises ``ModelMismatchError`` if the index was stored under another model id.
-        """
-        self._client: MossClient | None = None
-        if session is None:
-            request = open_request(
-                index_name=index_name,
-                embedding=embedding,
-                model_id=model_id,
-                client=client,
-                store=store,
-                project_id=project_id,
-                version=version,
-            )
-            session = request.open()
-            self._client = request.client if request.owns_client else None
-        else:
-            if any(arg is not None for arg in (index_name, client, store, project_id, version)):
-                raise InvalidArgumentError(
-                    "pass either an open session, or index_name= (with client=, store=, "
-                    "project_id=, version=) to open one, not both"
-                )
-            check_session_model(session, embedding, model_id)
-        self._session = session
-        self._embedding = embedding if embedding is not None else embeddings_for(session.model)
-
-    @classmethod
-    async def aopen(
-        cls: type[VST],
-        *,
-        index_name: str,
-        embedding: Embeddings | None = None,
-        model_id: str | None = None,
-        client: MossClient | None = None,
-        store: StoreArg | None = None,
-        project_id: str | None = None,
-        version: int | None = None,
-    ) -> VST:
-        """Async twin of ``MossVectorStore(index_name=..., ...)``: loads on the event loop."""
-        request = open_request(
-            index_name=index_name,
-            embedding=embedding,
-            model_id=model_id,
-            client=client,
-            store=store,
-            project_id=project_id,
-            version=version,
-        )
-        return cls._opened(request, await request.aopen(), embedding)
-
-    @classmethod
-    def _opened(
-        cls: type[VST], request: OpenRequest, session: Session, embedding: Embeddings | None
-    ) -> VST:
-        made = cls(session, embedding=embedding)
-        made._client = request.client if request.owns_client else None
-        return made
-
-    def __repr__(self) -> str:
-        return f"MossVectorStore({self._session!r})"
-
-    # -- properties ----------------------------------------------------------------------------
-
-    @property
-    def session(self) -> Session:
-        """The moss session this store reads and writes."""
-        return self._session
-
-    @property
-    def index_name(self) -> str:
-        """The name other processes open this index by."""
-        return self._session.name
-
-    @property
-    def model_id(self) -> str:
-        """The embedding model id every participant of this index uses."""
-        return self._session.model_id
 
     @property
     def embeddings(self) -> Embeddings | None:
@@ -211,11 +119,9 @@ class MossVectorStore(VectorStore):
         """Embed and add texts, replacing documents with the same ids; return the ids.
 
         Texts without an id get a new uuid4. The metadata is copied and keeps its JSON types.
+        ``batch_size=N`` embeds and adds N texts at a time.
         """
-        reject_extra(kwargs, "add_texts", "texts, metadatas and ids")
-        records = to_records(texts, metadatas, ids)
-        self._session.sync.add_docs(records)
-        return [record.id for record in records]
+        return run_sync(self._add("add_texts", texts, metadatas, ids, kwargs))
 
     async def aadd_texts(
         self,
@@ -226,29 +132,21 @@ class MossVectorStore(VectorStore):
         **kwargs: Any,
     ) -> list[str]:
         """Async twin of :meth:`add_texts`."""
-        reject_extra(kwargs, "aadd_texts", "texts, metadatas and ids")
-        records = to_records(texts, metadatas, ids)
-        await self._session.add_docs(records)
-        return [record.id for record in records]
+        return await run_async(self._add("aadd_texts", texts, metadatas, ids, kwargs))
 
     def add_documents(self, documents: list[Document], **kwargs: Any) -> list[str]:
         """Add documents (upsert); ids come from ``ids=`` or each ``Document.id``, else uuid4.
 
-        The documents are not modified.
+        The documents are not modified. ``batch_size=N`` (as ``langchain_core.indexing.index``
+        passes) embeds and adds N documents at a time.
         """
         texts, metadatas, ids = split_documents(documents, kwargs.pop("ids", None))
-        reject_extra(kwargs, "add_documents", "documents and ids")
-        records = to_records(texts, metadatas, ids)
-        self._session.sync.add_docs(records)
-        return [record.id for record in records]
+        return run_sync(self._add("add_documents", texts, metadatas, ids, kwargs))
 
     async def aadd_documents(self, documents: list[Document], **kwargs: Any) -> list[str]:
         """Async twin of :meth:`add_documents`."""
         texts, metadatas, ids = split_documents(documents, kwargs.pop("ids", None))
-        reject_extra(kwargs, "aadd_documents", "documents and ids")
-        records = to_records(texts, metadatas, ids)
-        await self._session.add_docs(records)
-        return [record.id for record in records]
+        return await run_async(self._add("aadd_documents", texts, metadatas, ids, kwargs))
 
     def delete(
         self, ids: list[str] | None = None, *, filter: Filter | None = None, **kwargs: Any
@@ -257,29 +155,21 @@ class MossVectorStore(VectorStore):
 
         Unknown ids are ignored. Returns True.
         """
-        reject_extra(kwargs, "delete", "ids and filter")
-        if ids is None or filter is not None:
-            ids = [doc.id for doc in self._session.sync.get_docs(ids, filter=filter)]
-        self._session.sync.delete_docs(ids)
-        return True
+        return run_sync(self._delete(ids, filter, kwargs, "delete"))
 
     async def adelete(
         self, ids: list[str] | None = None, *, filter: Filter | None = None, **kwargs: Any
     ) -> bool:
         """Async twin of :meth:`delete`."""
-        reject_extra(kwargs, "adelete", "ids and filter")
-        if ids is None or filter is not None:
-            ids = [doc.id for doc in await self._session.get_docs(ids, filter=filter)]
-        await self._session.delete_docs(ids)
-        return True
+        return await run_async(self._delete(ids, filter, kwargs, "adelete"))
 
     def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
         """The documents with these ids, in the order given; unknown ids are skipped."""
-        return [to_document(d.id, d.text, d.metadata) for d in self._session.sync.get_docs(ids)]
+        return run_sync(self._get(ids))
 
     async def aget_by_ids(self, ids: Sequence[str], /) -> list[Document]:
         """Async twin of :meth:`get_by_ids`."""
-        return [to_document(d.id, d.text, d.metadata) for d in await self._session.get_docs(ids)]
+        return await run_async(self._get(ids))
 
     # -- sharing -------------------------------------------------------------------------------
 
@@ -289,166 +179,98 @@ class MossVectorStore(VectorStore):
         ``expected_version=N`` pushes only if the stored version is still N (else
         ``ConflictError``). ``merge=True`` replays this session's changes onto a newer version.
         """
-        return self._session.sync.push_index(**push_args(expected_version, merge))
+        return run_sync(self._push(expected_version, merge))
 
     async def apush(
         self, *, expected_version: int | None = None, merge: bool = False
     ) -> PushResult:
         """Async twin of :meth:`push`."""
-        return await self._session.push_index(**push_args(expected_version, merge))
+        return await run_async(self._push(expected_version, merge))
 
     def close(self) -> None:
         """Release the client this store opened (not the session, which others may share)."""
-        if self._client is not None:
-            self._client.sync.close()
+        run_sync(self._close())
 
     async def aclose(self) -> None:
         """Async twin of :meth:`close`."""
-        if self._client is not None:
-            await self._client.close()
+        await run_async(self._close())
 
-    # -- search: every variant funnels into _query / _aquery -----------------------------------
-
-    def _query(
-        self,
-        query: str,
-        k: int,
-        filter: Filter | None,
-        vector: Any = None,
-        min_score: float | None = None,
-        alpha: float = VECTOR_ONLY,
-    ) -> SearchResult:
-        return self._session.sync.query(query, _options(k, filter, vector, min_score, alpha))
-
-    async def _aquery(
-        self,
-        query: str,
-        k: int,
-        filter: Filter | None,
-        vector: Any = None,
-        min_score: float | None = None,
-        alpha: float = VECTOR_ONLY,
-    ) -> SearchResult:
-        return await self._session.query(query, _options(k, filter, vector, min_score, alpha))
+    # -- search: similarity variants run _search, MMR variants _mmr ------------------------------
 
     def similarity_search(
-        self,
-        query: str,
-        k: int = 4,
-        filter: Filter | None = None,
-        *,
-        alpha: float = VECTOR_ONLY,
-        **kwargs: Any,
+        self, query: str, k: int = 4, filter: Filter | None = None, **kwargs: Any
     ) -> list[Document]:
-        """The ``k`` documents most similar to ``query`` (among those matching ``filter``).
+        """The ``k`` best documents for ``query`` (among those matching ``filter``).
 
-        ``alpha`` blends in keyword (BM25) ranking: 1.0 (the default) vector only, 0.0 keyword
-        only, 0.4 the blend that ranks best on SciFact. Scores stay cosine similarities.
+        Also takes ``alpha`` (1.0 vector only, 0.0 keyword only, default moss's 0.4 blend),
+        ``score_threshold`` (on the relevance score) and ``fetch_k`` (accepted, as FAISS does;
+        moss filters inside the index, so it changes nothing).
         """
-        reject_extra(kwargs, "similarity_search", _SEARCH_ARGS)
-        return [doc for doc, _ in hits_to_pairs(self._query(query, k, filter, alpha=alpha).docs)]
+        search = similarity("similarity_search", k, filter, kwargs)
+        return run_sync(self._search(query, None, search, documents))
 
     async def asimilarity_search(
-        self,
-        query: str,
-        k: int = 4,
-        filter: Filter | None = None,
-        *,
-        alpha: float = VECTOR_ONLY,
-        **kwargs: Any,
+        self, query: str, k: int = 4, filter: Filter | None = None, **kwargs: Any
     ) -> list[Document]:
         """Async twin of :meth:`similarity_search`."""
-        reject_extra(kwargs, "asimilarity_search", _SEARCH_ARGS)
-        return [
-            doc
-            for doc, _ in hits_to_pairs((await self._aquery(query, k, filter, alpha=alpha)).docs)
-        ]
+        search = similarity("asimilarity_search", k, filter, kwargs)
+        return await run_async(self._search(query, None, search, documents))
 
     def similarity_search_with_score(
-        self,
-        query: str,
-        k: int = 4,
-        filter: Filter | None = None,
-        *,
-        alpha: float = VECTOR_ONLY,
-        **kwargs: Any,
+        self, query: str, k: int = 4, filter: Filter | None = None, **kwargs: Any
     ) -> list[tuple[Document, float]]:
-        """Like :meth:`similarity_search`, with each document's cosine similarity (in [-1, 1])."""
-        reject_extra(kwargs, "similarity_search_with_score", _SEARCH_ARGS)
-        return hits_to_pairs(self._query(query, k, filter, alpha=alpha).docs)
+        """Like :meth:`similarity_search`, with each document's cosine similarity (in [-1, 1]).
+
+        When keyword ranking is blended in, results are ordered by the fused value, so these
+        cosines need not fall down the list: :meth:`similarity_search_with_relevance_scores`
+        gives the score they are ordered by.
+        """
+        search = similarity("similarity_search_with_score", k, filter, kwargs)
+        return run_sync(self._search(query, None, search, cosine_pairs))
 
     async def asimilarity_search_with_score(
-        self,
-        query: str,
-        k: int = 4,
-        filter: Filter | None = None,
-        *,
-        alpha: float = VECTOR_ONLY,
-        **kwargs: Any,
+        self, query: str, k: int = 4, filter: Filter | None = None, **kwargs: Any
     ) -> list[tuple[Document, float]]:
         """Async twin of :meth:`similarity_search_with_score`."""
-        reject_extra(kwargs, "asimilarity_search_with_score", _SEARCH_ARGS)
-        return hits_to_pairs((await self._aquery(query, k, filter, alpha=alpha)).docs)
+        search = similarity("asimilarity_search_with_score", k, filter, kwargs)
+        return await run_async(self._search(query, None, search, cosine_pairs))
 
     def similarity_search_by_vector(
         self, embedding: list[float], k: int = 4, filter: Filter | None = None, **kwargs: Any
     ) -> list[Document]:
-        """The ``k`` documents most similar to a query vector (no embedding call)."""
-        reject_extra(kwargs, "similarity_search_by_vector", "embedding, k and filter")
-        return [doc for doc, _ in hits_to_pairs(self._query("", k, filter, embedding).docs)]
+        """The ``k`` documents most similar to a query vector (vector ranking: there is no text)."""
+        search = similarity("similarity_search_by_vector", k, filter, _by_vector(kwargs))
+        return run_sync(self._search("", unit_vector(embedding), search, documents))
 
     async def asimilarity_search_by_vector(
         self, embedding: list[float], k: int = 4, filter: Filter | None = None, **kwargs: Any
     ) -> list[Document]:
         """Async twin of :meth:`similarity_search_by_vector`."""
-        reject_extra(kwargs, "asimilarity_search_by_vector", "embedding, k and filter")
-        result = await self._aquery("", k, filter, embedding)
-        return [doc for doc, _ in hits_to_pairs(result.docs)]
+        search = similarity("asimilarity_search_by_vector", k, filter, _by_vector(kwargs))
+        return await run_async(self._search("", unit_vector(embedding), search, documents))
 
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
         return relevance
 
     def similarity_search_with_relevance_scores(
-        self,
-        query: str,
-        k: int = 4,
-        *,
-        filter: Filter | None = None,
-        score_threshold: float | None = None,
-        alpha: float = VECTOR_ONLY,
-        **kwargs: Any,
+        self, query: str, k: int = 4, **kwargs: Any
     ) -> list[tuple[Document, float]]:
-        """Documents with relevance in [0, 1]: the cosine similarity, 0 where it is negative.
+        """Documents with the score they are ordered by, in [0, 1], best first.
 
-        ``score_threshold`` drops documents whose relevance is lower; it is applied in the
-        index, so up to ``k`` documents above it are returned.
+        Blended or keyword ranking (``alpha`` < 1, the default): the fused value over its
+        maximum (1 = first on both rankings). Vector ranking (``alpha=1.0``): the cosine
+        similarity, 0 where negative, and ``score_threshold`` is applied in the index, so up to
+        ``k`` documents above it are returned. ``score_threshold`` drops lower scores.
         """
-        reject_extra(
-            kwargs, "similarity_search_with_relevance_scores", _SEARCH_ARGS + ", score_threshold"
-        )
-        result = self._query(
-            query, k, filter, min_score=min_score_for(score_threshold), alpha=alpha
-        )
-        return relevant_pairs(result, score_threshold)
+        search = similarity("similarity_search_with_relevance_scores", k, None, kwargs)
+        return run_sync(self._search(query, None, search, relevance_pairs))
 
     async def asimilarity_search_with_relevance_scores(
-        self,
-        query: str,
-        k: int = 4,
-        *,
-        filter: Filter | None = None,
-        score_threshold: float | None = None,
-        alpha: float = VECTOR_ONLY,
-        **kwargs: Any,
+        self, query: str, k: int = 4, **kwargs: Any
     ) -> list[tuple[Document, float]]:
         """Async twin of :meth:`similarity_search_with_relevance_scores`."""
-        reject_extra(
-            kwargs, "asimilarity_search_with_relevance_scores", _SEARCH_ARGS + ", score_threshold"
-        )
-        result = await self._aquery(
-            query, k, filter, min_score=min_score_for(score_threshold), alpha=alpha
-        )
-        return relevant_pairs(result, score_threshold)
+        search = similarity("asimilarity_search_with_relevance_scores", k, None, kwargs)
+        return await run_async(self._search(query, None, search, relevance_pairs))
 
     def max_marginal_relevance_search(
         self,
@@ -461,13 +283,11 @@ class MossVectorStore(VectorStore):
     ) -> list[Document]:
         """``k`` documents chosen for relevance and diversity from the ``fetch_k`` most similar.
 
-        ``lambda_mult`` 1 ranks by similarity alone, 0 by diversity alone.
+        ``lambda_mult`` 1 ranks by similarity alone, 0 by diversity alone; candidates come from
+        vector ranking, and ties go to the better-ranked (:func:`moss.index.mmr.mmr_select`).
         """
-        reject_extra(kwargs, "max_marginal_relevance_search", _MMR_ARGS)
-        if self._session.doc_count == 0:
-            return []
-        vector = self._session.model.embed_query(query)
-        return self._mmr(vector, k, fetch_k, lambda_mult, filter)
+        search = mmr("max_marginal_relevance_search", k, fetch_k, lambda_mult, filter, kwargs)
+        return run_sync(self._mmr(query, None, search))
 
     async def amax_marginal_relevance_search(
         self,
@@ -479,11 +299,8 @@ class MossVectorStore(VectorStore):
         **kwargs: Any,
     ) -> list[Document]:
         """Async twin of :meth:`max_marginal_relevance_search`."""
-        reject_extra(kwargs, "amax_marginal_relevance_search", _MMR_ARGS)
-        if self._session.doc_count == 0:
-            return []
-        vector = await self._session.model.aembed_query(query)
-        return await self._ammr(vector, k, fetch_k, lambda_mult, filter)
+        search = mmr("amax_marginal_relevance_search", k, fetch_k, lambda_mult, filter, kwargs)
+        return await run_async(self._mmr(query, None, search))
 
     def max_marginal_relevance_search_by_vector(
         self,
@@ -495,8 +312,9 @@ class MossVectorStore(VectorStore):
         **kwargs: Any,
     ) -> list[Document]:
         """:meth:`max_marginal_relevance_search` for a query vector."""
-        reject_extra(kwargs, "max_marginal_relevance_search_by_vector", _MMR_ARGS)
-        return self._mmr(unit_vector(embedding), k, fetch_k, lambda_mult, filter)
+        method = "max_marginal_relevance_search_by_vector"
+        search = mmr(method, k, fetch_k, lambda_mult, filter, kwargs)
+        return run_sync(self._mmr(None, embedding, search))
 
     async def amax_marginal_relevance_search_by_vector(
         self,
@@ -508,24 +326,9 @@ class MossVectorStore(VectorStore):
         **kwargs: Any,
     ) -> list[Document]:
         """Async twin of :meth:`max_marginal_relevance_search_by_vector`."""
-        reject_extra(kwargs, "amax_marginal_relevance_search_by_vector", _MMR_ARGS)
-        return await self._ammr(unit_vector(embedding), k, fetch_k, lambda_mult, filter)
-
-    def _mmr(
-        self, vector: FloatArray, k: int, fetch_k: int, lambda_mult: float, filter: Filter | None
-    ) -> list[Document]:
-        fetch = check_mmr(k, fetch_k, lambda_mult)
-        hits = self._query("", fetch, filter, vector).docs
-        stored = self._session.sync.get_docs([hit.id for hit in hits], include_embeddings=True)
-        return mmr_documents(vector, hits, stored, k, lambda_mult)
-
-    async def _ammr(
-        self, vector: FloatArray, k: int, fetch_k: int, lambda_mult: float, filter: Filter | None
-    ) -> list[Document]:
-        fetch = check_mmr(k, fetch_k, lambda_mult)
-        hits = (await self._aquery("", fetch, filter, vector)).docs
-        stored = await self._session.get_docs([hit.id for hit in hits], include_embeddings=True)
-        return mmr_documents(vector, hits, stored, k, lambda_mult)
+        method = "amax_marginal_relevance_search_by_vector"
+        search = mmr(method, k, fetch_k, lambda_mult, filter, kwargs)
+        return await run_async(self._mmr(None, embedding, search))
 
     # -- construction from texts ---------------------------------------------------------------
 
@@ -543,7 +346,7 @@ class MossVectorStore(VectorStore):
         """Open ``index_name`` (default: a new ``langchain-<uuid>`` name) and add ``texts``.
 
         Other keyword arguments are those of the constructor (``model_id``, ``client``,
-        ``store``, ``project_id``). The texts are not pushed: call :meth:`push` to share them.
+        ``store``, ``project_id``...). The texts are not pushed: call :meth:`push` to share them.
         """
         made = cls(index_name=index_name or _new_index_name(), embedding=embedding, **kwargs)
         made.add_texts(texts, metadatas, ids=ids)
@@ -568,10 +371,9 @@ class MossVectorStore(VectorStore):
         return made
 
 
-def _options(
-    k: int, filter: Filter | None, vector: Any, min_score: float | None, alpha: float
-) -> QueryOptions:
-    return QueryOptions(top_k=k, embedding=vector, filter=filter, min_score=min_score, alpha=alpha)
+def _by_vector(kwargs: dict[str, Any]) -> dict[str, Any]:
+    # A query vector has no text to rank by keyword: vector ranking, unless asked otherwise.
+    return {"alpha": VECTOR_ONLY, **kwargs}
 
 
 def _new_index_name() -> str:

@@ -100,6 +100,12 @@ class CountingStore(FileStore):
             self._exit(ok)
 
 
+def stored_version(store: FileStore, name: str, project: str = "default") -> int:
+    """The version of ``name`` other processes would open now (0: never pushed)."""
+    head = store.head(project, name)
+    return 0 if head is None else head.version
+
+
 def unit(vector: Sequence[float]) -> np.ndarray:
     array = np.asarray(vector, dtype=np.float64)
     normalized: np.ndarray = array / np.linalg.norm(array)

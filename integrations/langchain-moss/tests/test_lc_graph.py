@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -20,7 +21,7 @@ from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import HumanMessage
 from langchain_moss import AsyncMossPushHandler, MossPushHandler, MossRetriever, MossVectorStore
 from langgraph.graph import END, START, StateGraph
-from lc_moss_helpers import CountingEmbeddings, CountingStore
+from lc_moss_helpers import CountingEmbeddings, CountingStore, stored_version
 
 from moss import MossClient
 
@@ -38,12 +39,9 @@ class State(TypedDict):
     answers: list[str]
 
 
-def head_version(vs: MossVectorStore) -> int:
-    head = vs.session._store.head(vs.session._project, vs.index_name)
-    return 0 if head is None else head.version
-
-
-def build_graph(vs: MossVectorStore, heads: list[int], *, is_async: bool) -> Any:
+def build_graph(
+    vs: MossVectorStore, heads: list[int], head_version: Callable[[], int], *, is_async: bool
+) -> Any:
     """researcher -> answerer -> researcher ... for three rounds."""
     researcher_llm = GenericFakeChatModel(messages=iter(FINDINGS))
     answerer_llm = GenericFakeChatModel(messages=iter(["answer 1", "answer 2", "answer 3"]))
@@ -71,13 +69,13 @@ def build_graph(vs: MossVectorStore, heads: list[int], *, is_async: bool) -> Any
         return {"round": number}
 
     def answerer(state: State) -> dict[str, Any]:
-        heads.append(head_version(vs))  # what other processes can see by now
+        heads.append(head_version())  # what other processes can see by now
         docs = retriever.invoke(state["question"])
         answer = answerer_llm.invoke([HumanMessage(docs[0].page_content if docs else "")])
         return {"answers": [*state["answers"], str(answer.content)]}
 
     async def aanswerer(state: State) -> dict[str, Any]:
-        heads.append(head_version(vs))
+        heads.append(head_version())
         docs = await retriever.ainvoke(state["question"])
         answer = await answerer_llm.ainvoke([HumanMessage(docs[0].page_content if docs else "")])
         return {"answers": [*state["answers"], str(answer.content)]}
@@ -101,7 +99,9 @@ async def test_researcher_pushes_and_another_process_resumes(
         index_name="research", embedding=embeddings, client=MossClient(store=counting_store)
     )
     heads: list[int] = []
-    app = build_graph(vs, heads, is_async=is_async)
+    app = build_graph(
+        vs, heads, lambda: stored_version(counting_store, "research"), is_async=is_async
+    )
     inputs: State = {"question": "How do refunds work?", "round": 0, "answers": []}
     if is_async:
         handler: Any = AsyncMossPushHandler(vs, nodes=["researcher"])

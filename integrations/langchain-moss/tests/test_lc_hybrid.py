@@ -1,4 +1,4 @@
-"""``alpha`` passes through LangChain searches and retrievers: keyword search finds exact codes."""
+"""``alpha`` passes through LangChain searches and retrievers; the default is the core's; scores."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from langchain_core.documents import Document
 from langchain_moss import MossRetriever, MossVectorStore
 from lc_moss_helpers import CountingEmbeddings, unit
 
-from moss import InvalidArgumentError
+from moss import InvalidArgumentError, QueryOptions
 
 DOCS = [
     Document(id=f"t{i}", page_content=f"ticket {i} about a delayed parcel", metadata={"n": i})
@@ -44,7 +44,7 @@ async def test_keyword_search_finds_the_exact_code_with_cosine_scores(
     store: MossVectorStore, embeddings: CountingEmbeddings, mode: str
 ) -> None:
     # The fake embeddings are random per text, so vector search does not put the code first.
-    by_vector = await call(store, mode, "similarity_search", CODE, k=1)
+    by_vector = await call(store, mode, "similarity_search", CODE, k=1, alpha=1.0)
     assert [doc.id for doc in by_vector] != ["hit"]
     pairs = await call(store, mode, "similarity_search_with_score", CODE, k=1, alpha=0.0)
     assert [doc.id for doc, _ in pairs] == ["hit"]
@@ -53,24 +53,38 @@ async def test_keyword_search_finds_the_exact_code_with_cosine_scores(
     assert "hit" in [doc.id for doc in blended]
 
 
-async def test_default_stays_vector_similarity(store: MossVectorStore, mode: str) -> None:
-    pairs = await call(store, mode, "similarity_search_with_score", CODE, k=21)
-    scores = [score for _, score in pairs]
-    assert scores == sorted(scores, reverse=True)
+async def test_default_alpha_is_the_cores(store: MossVectorStore, mode: str) -> None:
+    # Issue 16.6: the adapter defaulted to alpha 1.0, so the same query ranked differently.
+    core = store.session.sync.query(CODE, QueryOptions(top_k=5))
+    expected = [hit.id for hit in core.docs]
+    assert QueryOptions().alpha == 0.4 and expected[0] == "hit"
+    docs = await call(store, mode, "similarity_search", CODE, k=5)
+    assert [doc.id for doc in docs] == expected
+    assert [d.id for d in store.as_retriever(search_kwargs={"k": 5}).invoke(CODE)] == expected
+    assert [d.id for d in MossRetriever(vectorstore=store, k=5).invoke(CODE)] == expected
 
 
-async def test_relevance_threshold_keeps_its_cosine_meaning_when_blended(
+async def test_relevance_follows_the_order_and_cosine_stays_available(
     store: MossVectorStore, embeddings: CountingEmbeddings, mode: str
 ) -> None:
-    pairs = await call(
-        store, mode, "similarity_search_with_relevance_scores", CODE, k=21, alpha=0.0,
-        score_threshold=0.2,
+    core = {hit.id: hit for hit in store.session.sync.query(CODE, QueryOptions(top_k=21)).docs}
+    pairs = await call(store, mode, "similarity_search_with_relevance_scores", CODE, k=21)
+    scores = [score for _, score in pairs]
+    assert scores == sorted(scores, reverse=True) and scores[0] <= 1.0
+    for doc, score in pairs:  # the fused value over its maximum, 1 / (60 + 1)
+        assert score == pytest.approx((core[str(doc.id)].fused_score or 0.0) * 61, abs=1e-6)
+    cosines = await call(store, mode, "similarity_search_with_score", CODE, k=21)
+    assert [doc.id for doc, _ in cosines] == [doc.id for doc, _ in pairs]
+    for doc, cosine_score in cosines:
+        assert cosine_score == pytest.approx(cosine(embeddings, CODE, doc.page_content), abs=1e-6)
+    assert [score for _, score in cosines] != sorted((s for _, s in cosines), reverse=True)
+
+    threshold = (scores[1] + scores[2]) / 2
+    kept = await call(
+        store, mode, "similarity_search_with_relevance_scores", CODE, k=21,
+        score_threshold=threshold,
     )  # fmt: skip
-    assert all(score >= 0.2 for _, score in pairs)
-    for doc, score in pairs:
-        assert score == pytest.approx(
-            max(0.0, cosine(embeddings, CODE, doc.page_content)), abs=1e-6
-        )
+    assert kept == pairs[:2]
 
 
 def test_retriever_passes_alpha_from_search_kwargs_fields_and_calls(store: MossVectorStore) -> None:

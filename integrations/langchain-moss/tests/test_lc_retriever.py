@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,7 @@ async def test_fields_and_per_call_arguments(
     pushed: MossVectorStore, embeddings: CountingEmbeddings, store_dir: Path
 ) -> None:
     params = {"index_name": "facts", "embedding": CountingEmbeddings(), "store": str(store_dir)}
-    retriever = MossRetriever(**params, k=3)
+    retriever = MossRetriever(**params, k=3, alpha=1.0)  # cosine ranking, as brute_top_k
     assert params == {
         "index_name": "facts",
         "embedding": params["embedding"],
@@ -54,7 +55,7 @@ async def test_fields_and_per_call_arguments(
     threshold = (top[1][1] + top[2][1]) / 2  # between the second and third best
     assert threshold > 0
     assert ids(retriever.invoke("cats", score_threshold=threshold)) == [i for i, _ in top[:2]]
-    strict = MossRetriever(vectorstore=pushed, k=5, score_threshold=threshold)
+    strict = MossRetriever(vectorstore=pushed, k=5, score_threshold=threshold, alpha=1.0)
     assert ids(await strict.ainvoke("cats")) == [i for i, _ in top[:2]]
     filtered = MossRetriever(
         vectorstore=pushed, filter={"field": "animal", "condition": {"$eq": "cat"}}
@@ -69,6 +70,35 @@ def test_opening_by_name_needs_an_existing_index(pushed: MossVectorStore, store_
         MossRetriever(vectorstore=pushed, index_name="facts")
     with pytest.raises(ValueError, match="greater than or equal to 1"):
         MossRetriever(vectorstore=pushed, k=0)
+
+
+def test_unknown_arguments_are_refused_everywhere(pushed: MossVectorStore) -> None:
+    # Issue 16.4: these typos were silently ignored and the defaults used instead.
+    with pytest.raises(
+        InvalidArgumentError, match=r"unknown argument\(s\) \['score_treshold', 'top_k'\]"
+    ):
+        MossRetriever(vectorstore=pushed, top_k=1, score_treshold=0.9)
+    retriever = MossRetriever(vectorstore=pushed)
+    with pytest.raises(InvalidArgumentError, match=r"MossRetriever.invoke .*\['kk'\]"):
+        retriever.invoke("cats", kk=2)
+
+
+def test_opened_by_name_with_auto_refresh(pushed: MossVectorStore, store_dir: Path) -> None:
+    retriever = MossRetriever(
+        index_name="facts", embedding=CountingEmbeddings(), store=store_dir, auto_refresh=True
+    )
+    try:
+        pushed.add_texts(["a newly pushed zebra fact"], ids=["zebra"])
+        pushed.push()
+        session = retriever.vectorstore.session
+        for _ in range(500):  # the background refresh loads version 2
+            if session.version == 2:
+                break
+            threading.Event().wait(0.01)
+        assert session.version == 2
+        assert ids(retriever.invoke("a newly pushed zebra fact", k=1)) == ["zebra"]
+    finally:
+        retriever.vectorstore.session.sync.close()
 
 
 def test_a_live_store_is_shared_unpushed_writes_included(pushed: MossVectorStore) -> None:

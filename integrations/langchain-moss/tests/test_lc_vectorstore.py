@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from langchain_core.documents import Document
+from langchain_core.embeddings import DeterministicFakeEmbedding
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
 from langchain_moss import MossEmbeddings, MossVectorStore, model_id_for
 from lc_moss_helpers import CountingEmbeddings, Doc, brute_mmr, brute_top_k, unit
@@ -53,18 +54,20 @@ def vs(embeddings: CountingEmbeddings, store_dir: Path) -> MossVectorStore:
 async def test_scores_are_the_true_cosine_top_k(
     vs: MossVectorStore, embeddings: CountingEmbeddings, mode: str, query: str
 ) -> None:
-    pairs = await call(vs, mode, "similarity_search_with_score", query, k=5)
+    pairs = await call(vs, mode, "similarity_search_with_score", query, k=5, alpha=1.0)
     expected = brute_top_k(embeddings, CORPUS, query, 5)
     assert [doc.id for doc, _ in pairs] == [doc_id for doc_id, _ in expected]
     assert [score for _, score in pairs] == pytest.approx([s for _, s in expected], abs=1e-5)
-    docs = await call(vs, mode, "similarity_search", query, k=5)
+    docs = await call(vs, mode, "similarity_search", query, k=5, alpha=1.0)
     assert docs == [doc for doc, _ in pairs]
 
 
 async def test_relevance_scores_are_cosine_clipped_to_zero(
     vs: MossVectorStore, embeddings: CountingEmbeddings, mode: str
 ) -> None:
-    pairs = await call(vs, mode, "similarity_search_with_relevance_scores", "red things", k=40)
+    pairs = await call(
+        vs, mode, "similarity_search_with_relevance_scores", "red things", k=40, alpha=1.0
+    )
     expected = brute_top_k(embeddings, CORPUS, "red things", 40)
     assert [doc.id for doc, _ in pairs] == [doc_id for doc_id, _ in expected]
     assert [s for _, s in pairs] == pytest.approx([max(0.0, s) for _, s in expected], abs=1e-5)
@@ -78,6 +81,7 @@ async def test_relevance_scores_are_cosine_clipped_to_zero(
         "similarity_search_with_relevance_scores",
         "red things",
         k=40,
+        alpha=1.0,
         score_threshold=threshold,
     )
     assert [doc.id for doc, _ in kept] == [d for d, s in expected if s >= threshold]
@@ -114,7 +118,9 @@ async def test_filters_in_both_forms_give_the_true_top_k_of_matches(
 ) -> None:
     expected = brute_top_k(embeddings, CORPUS, "note 7", 4, keep)
     assert len(expected) == 4  # more matches than k: ranking within the filter is tested
-    pairs = await call(vs, mode, "similarity_search_with_score", "note 7", k=4, filter=flt)
+    pairs = await call(
+        vs, mode, "similarity_search_with_score", "note 7", k=4, filter=flt, alpha=1.0
+    )
     assert [doc.id for doc, _ in pairs] == [doc_id for doc_id, _ in expected]
     assert all(keep(doc.metadata) for doc, _ in pairs)
 
@@ -217,7 +223,7 @@ async def test_add_texts_checks_lengths(vs_empty: MossVectorStore, mode: str) ->
     with pytest.raises(InvalidArgumentError, match="metadatas"):
         await call(vs_empty, mode, "add_texts", ["a", "b"], metadatas=[{}])
     with pytest.raises(InvalidArgumentError, match="unknown argument"):
-        await call(vs_empty, mode, "add_texts", ["a"], batch_size=3)
+        await call(vs_empty, mode, "add_texts", ["a"], batchsize=3)
     with pytest.raises(InvalidArgumentError, match=r"unknown argument.*filters"):
         await call(vs_empty, mode, "similarity_search", "a", filters={"a": 1})
 
@@ -291,14 +297,15 @@ def test_construction_from_a_session_and_model_checks(
 ) -> None:
     client = MossClient(store=store_dir)
     built = MossVectorStore(index_name="kb", embedding=embeddings, client=client)
-    assert built.model_id == "CountingEmbeddings:fake-16" == model_id_for(embeddings)
+    assert built.model_id == "lc_moss_helpers.CountingEmbeddings:fake-16:16d"
+    assert built.model_id == model_id_for(embeddings)
     built.add_texts(["x"], ids=["x"])
     built.push()
 
     wrapped = MossVectorStore(built.session)
     assert wrapped.session is built.session and wrapped.embeddings is embeddings
     assert MossVectorStore(built.session, embedding=embeddings).embeddings is embeddings
-    with pytest.raises(ModelMismatchError, match="CountingEmbeddings:fake-16"):
+    with pytest.raises(ModelMismatchError, match="CountingEmbeddings:fake-16:16d"):
         MossVectorStore(built.session, model_id="other-model")
     with pytest.raises(InvalidArgumentError, match="not both"):
         MossVectorStore(built.session, index_name="kb")
@@ -308,7 +315,7 @@ def test_construction_from_a_session_and_model_checks(
         MossVectorStore(index_name="kb", client=client, store=store_dir)
 
     # The stored model id is checked on open, whatever embedder asks.
-    with pytest.raises(ModelMismatchError, match="CountingEmbeddings:fake-16"):
+    with pytest.raises(ModelMismatchError, match="CountingEmbeddings:fake-16:16d"):
         MossVectorStore(index_name="kb", embedding=CountingEmbeddings(model="v2"), client=client)
     with pytest.raises(ModelMismatchError, match="moss-minilm"):
         MossVectorStore(index_name="kb", embedding=MossEmbeddings(), client=client)
@@ -322,17 +329,29 @@ def test_model_id_rule() -> None:
     class Named(CountingEmbeddings):
         pass
 
+    here = "test_lc_vectorstore.test_model_id_rule.-locals-.Named"
     assert model_id_for(MossEmbeddings()) == "moss-minilm"
     assert model_id_for(CountingEmbeddings(model="text-embedding-3-small")) == (
-        "CountingEmbeddings:text-embedding-3-small"
+        "lc_moss_helpers.CountingEmbeddings:text-embedding-3-small:16d"
     )
     assert model_id_for(Named(model="sentence-transformers/all MiniLM")) == (
-        "Named:sentence-transformers-all-MiniLM"
+        f"{here}:sentence-transformers-all-MiniLM:16d"
     )
     plain = CountingEmbeddings(model="")
     plain.model_name = "bge-small"  # type: ignore[attr-defined]
-    assert model_id_for(plain) == "CountingEmbeddings:bge-small"
+    assert model_id_for(plain) == "lc_moss_helpers.CountingEmbeddings:bge-small:16d"
     assert len(model_id_for(CountingEmbeddings(model="m" * 300))) == 128
+
+
+def test_embedders_of_other_sizes_get_other_model_ids(store_dir: Path) -> None:
+    # Issue 16.2: these used to share one id and failed only at the first add.
+    small, large = DeterministicFakeEmbedding(size=8), DeterministicFakeEmbedding(size=16)
+    assert model_id_for(small) != model_id_for(large)
+    first = MossVectorStore(index_name="sized", embedding=small, store=store_dir)
+    first.add_texts(["x"], ids=["x"])
+    first.push()
+    with pytest.raises(ModelMismatchError, match=":8d"):
+        MossVectorStore(index_name="sized", embedding=large, store=store_dir)
 
 
 @pytest.mark.parametrize(
