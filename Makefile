@@ -18,7 +18,7 @@ $(VENV)/.core: pyproject.toml | $(PY)
 	touch $@
 
 $(VENV)/.test: pyproject.toml $(wildcard integrations/*/pyproject.toml) | $(PY)
-	$(PIP) install -e '.[dev,server,postgres,mcp]' $(foreach p,$(wildcard integrations/*/pyproject.toml),-e '$(dir $(p))[test]')
+	$(PIP) install -e '.[dev,server,postgres,mcp,console]' $(foreach p,$(wildcard integrations/*/pyproject.toml),-e '$(dir $(p))[test]')
 	touch $@ $(VENV)/.core
 
 demo: $(VENV)/.core

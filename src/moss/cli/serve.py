@@ -54,6 +54,12 @@ def _print_new_key(project: str, record: KeyRecord, secret: str) -> None:
 )
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1))
 @click.option("--log-level", default="info", show_default=True)
+@click.option(
+    "--console/--no-console",
+    default=True,
+    show_default=True,
+    help="Serve the web console at /console (log in with a project id and key).",
+)
 def serve(
     store_url: str | None,
     host: str,
@@ -61,8 +67,10 @@ def serve(
     max_upload_bytes: int,
     workers: int,
     log_level: str,
+    console: bool,
 ) -> None:
-    """Serve the store's indexes over HTTP (API under /v1, docs at /docs).
+    """Serve the store's indexes over HTTP (API under /v1, docs at /docs, web console at
+    /console).
 
     Clients authenticate with a project id and key: keys made by `moss projects create` /
     `moss keys create`, or given as MOSS_SERVER_KEYS="project:key,project:key" (for
@@ -88,13 +96,16 @@ def serve(
     )
     common = {"host": host, "port": port, "log_level": log_level, "timeout_graceful_shutdown": 5}
     if workers == 1:
-        app = create_app(store, max_upload_bytes=max_upload_bytes, env_keys=env_keys)
+        app = create_app(
+            store, max_upload_bytes=max_upload_bytes, env_keys=env_keys, console=console
+        )
         uvicorn.run(app, **common)  # type: ignore[arg-type]
         return
     # Several workers each build their app from the environment (uvicorn imports the factory).
     store.close()
     os.environ["MOSS_SERVE_STORE"] = url
     os.environ["MOSS_SERVE_MAX_UPLOAD_BYTES"] = str(max_upload_bytes)
+    os.environ["MOSS_SERVE_CONSOLE"] = "1" if console else "0"
     uvicorn.run(
         "moss.server.app:create_app_from_env",
         factory=True,
