@@ -35,7 +35,7 @@ from ._filters import to_moss_filter
 from ._query import answer, plan_query, to_nodes
 from .embeddings import MossEmbedding, moss_model_for
 
-__all__ = ["MossVectorStore", "async_session"]
+__all__ = ["MossVectorStore"]
 
 # moss's message for an index built with an embedder it cannot name (loading.py).
 _OWN_MODEL = re.compile(r"model=EmbedderModel\(your_embedder, model_id=('[^']*'|\"[^\"]*\")\)")
@@ -70,15 +70,18 @@ class MossVectorStore(BasePydanticVectorStore):
 
     Filters (``MetadataFilters`` with AND / OR / NOT, nested, every operator of
     llama-index-core 0.14) apply before ranking: a query returns the true top k of the matching
-    nodes. Query modes: ``DEFAULT`` (vector), ``MMR`` (``mmr_threshold``, default 0.5),
-    ``TEXT_SEARCH`` (BM25 keyword search) and ``HYBRID`` (a weighted Reciprocal Rank Fusion of
-    both; ``alpha`` 1.0 is vector only, 0.0 keyword only, unset moss's default 0.4, the best on
-    SciFact). Similarities are cosine similarities in every mode, also where they do not decide
-    the order::
+    nodes. Query modes: ``DEFAULT`` and ``HYBRID`` (moss's weighted Reciprocal Rank Fusion of
+    vector and BM25 keyword search; ``alpha`` 1.0 is vector only, unset moss's default 0.4, the
+    best on SciFact; DEFAULT without ``query_str`` is vector only), ``TEXT_SEARCH`` (keywords
+    only) and ``MMR`` (``mmr_threshold``, default 0.5). Similarities follow the order: fused
+    scores where keywords take part, else cosine similarities::
 
         index.as_retriever(vector_store_query_mode="hybrid", alpha=0.4).retrieve("ORD-1234")
+
     Async twins: ``async_add``, ``adelete``, ``adelete_nodes``, ``aget_nodes``, ``aclear``,
     ``aquery``, ``apush``; ``await MossVectorStore.aopen(...)`` opens without blocking.
+    ``version=`` and ``auto_refresh=`` open as ``client.session`` does. ``persist()`` merges
+    with other agents' pushes; ``push(merge=, expected_version=, ttl=)`` chooses.
 
     The embedding model: ``embed_model=MossEmbedding()`` (or neither ``embed_model`` nor
     ``model_id``, for a new index) uses the built-in ``moss-minilm``; any other LlamaIndex

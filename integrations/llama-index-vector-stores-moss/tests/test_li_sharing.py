@@ -1,0 +1,119 @@
+"""Agents sharing one index: merging pushes, expected versions, and push handlers taking turns."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from llama_index.core.schema import TextNode
+from llama_index.vector_stores.moss import MossPushHandler, MossVectorStore
+
+from moss import ConflictError, FileStore, MossClient
+
+
+class CountingStore(FileStore):
+    """A file store whose puts take a while and record how many ran at once."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root, keep_versions=5)
+        self.active = self.max_active = self.puts = 0
+        self._lock = threading.Lock()
+
+    def put(self, project: str, name: str, chunks: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+        try:
+            threading.Event().wait(0.05)
+            return super().put(project, name, chunks, **kwargs)
+        finally:
+            with self._lock:
+                self.active -= 1
+                self.puts += 1
+
+
+def _agent(root: Path) -> MossVectorStore:
+    """One agent: its own client and session on the shared index "kb"."""
+    return MossVectorStore("kb", store=f"file://{root}", model_id="custom")
+
+
+def _node(node_id: str) -> TextNode:
+    return TextNode(id_=node_id, text=node_id, embedding=[1.0, float(len(node_id))])
+
+
+def _stored_ids(root: Path) -> set[str]:
+    reader = _agent(root)
+    try:
+        return {node.node_id for node in reader.get_nodes()}
+    finally:
+        reader.close()
+
+
+def test_two_agents_keep_each_others_nodes_through_handlers(tmp_path: Path) -> None:
+    # Before: the handler pushed plain, so B's push dropped A's node without an error.
+    seed = _agent(tmp_path)
+    seed.add([_node("seed")])
+    seed.push()  # the index exists at version 1; both agents open it
+    a, b = _agent(tmp_path), _agent(tmp_path)
+    a_handler = MossPushHandler(a, attach=False)
+    b_handler = MossPushHandler(b, attach=False)
+    a.add([_node("from-a")])
+    b.add([_node("from-b")])
+    a_handler.checkpoint()
+    b_handler.checkpoint()
+    assert _stored_ids(tmp_path) == {"seed", "from-a", "from-b"}
+    # A plain replace stays available: the last writer's content becomes the index.
+    c = _agent(tmp_path)
+    c.add([_node("from-c")])
+    a.add([_node("late-a")])
+    MossPushHandler(c, attach=False).checkpoint()
+    MossPushHandler(a, attach=False, merge=False).checkpoint()
+    assert _stored_ids(tmp_path) == {"seed", "from-a", "late-a"}
+
+
+def test_persist_merges_and_push_takes_merge_and_expected_version(tmp_path: Path) -> None:
+    seed = _agent(tmp_path)
+    seed.add([_node("seed")])
+    seed.push()
+    a, b = _agent(tmp_path), _agent(tmp_path)
+    a.add([_node("from-a")])
+    b.add([_node("from-b")])
+    a.persist()
+    b.persist()  # what StorageContext.persist() calls: it merges
+    assert _stored_ids(tmp_path) == {"seed", "from-a", "from-b"}
+    c = _agent(tmp_path)
+    a.add([_node("again-a")])
+    c.add([_node("from-c")])
+    assert c.push(expected_version=c.session.version) is not None
+    with pytest.raises(ConflictError):
+        a.push(expected_version=a.session.version)  # C pushed since A's version
+    result = a.push(merge=True)
+    assert result is not None and result.version == c.session.version + 1
+    assert _stored_ids(tmp_path) == {"seed", "from-a", "from-b", "again-a", "from-c"}
+
+
+def test_two_handlers_on_one_session_never_push_at_once(tmp_path: Path) -> None:
+    # Before: each handler coalesced its own pushes only, so two handlers pushed one session
+    # at the same time.
+    slow = CountingStore(tmp_path / "slow")
+    store = MossVectorStore("kb", client=MossClient(store=slow), model_id="custom")
+    handlers = [MossPushHandler(store, attach=False) for _ in range(4)]
+    start = threading.Barrier(len(handlers))
+
+    def worker(i: int, handler: MossPushHandler) -> None:
+        start.wait()
+        for j in range(3):
+            store.add([_node(f"{i}-{j}")])
+            handler.checkpoint()
+
+    threads = [threading.Thread(target=worker, args=pair) for pair in enumerate(handlers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert slow.max_active == 1
+    assert sum(handler.push_count for handler in handlers) == slow.puts
+    assert not store.session.has_unpushed_changes
+    assert len(_stored_ids(tmp_path / "slow")) == 12
