@@ -2,6 +2,7 @@
 or a delta, and the chain stream of several versions (codec only, no I/O policy)."""
 
 from ..index.columns import LazyColumn
+from .chain import ChainReader, encode_frame_prefix
 from .codec import (
     DELETED_SECTION,
     FORMAT_VERSION,
@@ -26,6 +27,7 @@ __all__ = [
     "INT8_SECTIONS",
     "KEYWORDS_SECTION",
     "MAX_HEADER_BYTES",
+    "ChainReader",
     "DeltaData",
     "Int8Vectors",
     "LazyColumn",
@@ -35,6 +37,7 @@ __all__ = [
     "SnapshotReader",
     "decode_snapshot",
     "encode_delta",
+    "encode_frame_prefix",
     "encode_snapshot",
     "read_header",
 ]
