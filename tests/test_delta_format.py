@@ -328,6 +328,19 @@ def test_header_check_runs_before_the_data_and_its_error_propagates() -> None:
         reader.feed(CHAIN[first : first + 16 + HEADER.sections["vectors"].offset])
     with pytest.raises(SnapshotError, match="stopped"):
         reader.finish()
+    # In one chunk too: the check runs before the frame's data is decoded.
+    big = frame(3, full(20_000))
+    seen: list[int] = []
+
+    def refuse_all(version: int, header: SnapshotHeader) -> None:
+        seen.append(version)
+        raise WrongModel(header.model_id)
+
+    one = ChainReader(on_header=refuse_all)
+    with pytest.raises(WrongModel):
+        one.feed(big)
+    assert seen == [3] and one._reader is not None
+    assert one._reader._received < len(big) // 2  # refused before most of the data arrived
 
 
 def _reframed(version: int, blob: bytes, size: int) -> bytes:

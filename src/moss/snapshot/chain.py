@@ -33,6 +33,7 @@ FRAME_PREFIX = struct.Struct("<QQ")
 #: The largest blob a frame may announce (1 TiB), whatever the caller's own limits.
 MAX_FRAME_BYTES = 1 << 40
 _MAX_VERSION = (1 << 63) - 1
+_HEADER_STEP = 1 << 16
 
 HeaderCheck = Callable[[int, SnapshotHeader], None]
 
@@ -121,6 +122,10 @@ class ChainReader:
                 self._start_frame()
             return view[take:]
         take = min(len(view), self._remaining)
+        if not self._checked:
+            # Until the header is known, feed small steps, so on_header can refuse the version
+            # before a large chunk's data is copied.
+            take = min(take, _HEADER_STEP)
         self._reader.feed(view[:take])
         self._remaining -= take
         header = self._reader.header
