@@ -57,6 +57,7 @@ class Server:
     root: Path
     keys: dict[str, str] = field(default_factory=dict)
     max_upload_bytes: int | None = None
+    env: dict[str, str] = field(default_factory=dict)  # e.g. MOSS_SERVE_* limits
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     clients: list[HttpStore] = field(default_factory=list)
@@ -78,7 +79,9 @@ class Server:
         args = ["serve", "--store", self.store_url, "--port", str(self.port)]
         if self.max_upload_bytes is not None:
             args += ["--max-upload-bytes", str(self.max_upload_bytes)]
-        env = worker_env(MOSS_SERVER_KEYS=",".join(f"{p}:{k}" for p, k in self.keys.items()))
+        env = worker_env(
+            MOSS_SERVER_KEYS=",".join(f"{p}:{k}" for p, k in self.keys.items()), **self.env
+        )
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(moss_command(*args), stdout=log, stderr=log, env=env)

@@ -161,8 +161,10 @@ def test_project_admin_errors(tmp_path: Path) -> None:
 
 
 def test_env_keys_are_parsed_and_checked() -> None:
-    keys = parse_env_keys(" a:0123456789abcdef0, conv:7:fedcba9876543210 ,")
-    assert keys == {"a": ["0123456789abcdef0"], "conv:7": ["fedcba9876543210"]}
+    keys = parse_env_keys(" a:0123456789abcdef0, conv-7:fedcba9876543210 ,")
+    assert keys == {"a": ["0123456789abcdef0"], "conv-7": ["fedcba9876543210"]}
+    with pytest.raises(InvalidArgumentError, match="cannot contain ':'"):
+        parse_env_keys("conv:7:fedcba9876543210")  # HTTP Basic could never send that id
     with pytest.raises(InvalidArgumentError, match="shorter"):
         parse_env_keys("a:short")
     with pytest.raises(InvalidArgumentError):

@@ -24,14 +24,36 @@ MAX_TOP_K = 10_000
 _INT64 = 1 << 63
 
 
+#: How much of a refused value an error message repeats.
+MAX_ECHO_CHARS = 80
+
+
+def echo(value: object) -> str:
+    """``repr(value)``, cut to about :data:`MAX_ECHO_CHARS` characters for error messages."""
+    text = repr(value)
+    if len(text) <= MAX_ECHO_CHARS:
+        return text
+    return f"{text[:MAX_ECHO_CHARS]}... ({len(text)} characters)"
+
+
 def validate_name(value: object, *, what: str = "index name") -> str:
     """Return ``value`` if it is a valid index name or project id, else raise."""
     if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value) or value in (".", ".."):
         raise InvalidArgumentError(
-            f"invalid {what} {value!r}: use 1-128 ASCII characters from A-Z a-z 0-9 . _ : -, "
+            f"invalid {what} {echo(value)}: use 1-128 ASCII characters from A-Z a-z 0-9 . _ : -, "
             "starting with a letter or digit"
         )
     return value
+
+
+def validate_project_id(value: object, *, what: str = "project id") -> str:
+    """Return ``value`` if it is a valid project id: a name without ``:``, else raise."""
+    if isinstance(value, str) and ":" in value:
+        raise InvalidArgumentError(
+            f"invalid {what} {echo(value)}: project ids cannot contain ':' (HTTP Basic "
+            "authentication splits the id from the key at the first ':'); use - or _ instead"
+        )
+    return validate_name(value, what=what)
 
 
 def validate_doc_id(value: object) -> str:

@@ -12,15 +12,15 @@ import os
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Query, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi import Depends, FastAPI, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
-from ..version import __version__
+from ..console import mount_console
 from ..errors import ConflictError, IndexNotFoundError, InvalidArgumentError
 from ..stores import open_store
 from ..stores.auth import auth_records, parse_env_keys
-from ..stores.base import AsyncDownload, Store
+from ..stores.base import Store
 from ..stores.http.wire import (
     TTL_HEADER,
     VERSION_HEADER,
@@ -30,10 +30,14 @@ from ..stores.http.wire import (
     parse_etags,
     parse_ttl,
 )
-from ..validation import validate_name
+from ..validation import NAME_PATTERN, validate_name
+from ..version import __version__
 from . import models
 from .auth import Authenticator
+from .downloads import DownloadResponse
 from .errors import install_error_handlers
+from .limits import Limits, UploadSlots
+from .memory import pin_mmap_threshold
 from .uploads import parse_content_length, upload_chunks
 from .watch import VersionNotifier
 
@@ -41,6 +45,8 @@ from .watch import VersionNotifier
 DEFAULT_MAX_UPLOAD_BYTES = 2 << 30
 #: The longest a watch request waits before answering 204 (clients simply ask again).
 DEFAULT_MAX_WATCH_SECONDS = 30.0
+#: The largest version number a request may name (versions are signed 64-bit everywhere).
+MAX_VERSION = (1 << 63) - 1
 
 _basic = HTTPBasic(auto_error=False, realm="moss")
 
@@ -55,10 +61,13 @@ class Service:
         max_upload_bytes: int,
         env_keys: Mapping[str, Iterable[str]] | None,
         max_watch_seconds: float,
+        limits: Limits,
     ) -> None:
         self.store = store
         self.max_upload_bytes = max_upload_bytes
         self.max_watch_seconds = max_watch_seconds
+        self.limits = limits
+        self.uploads = UploadSlots(limits)
         try:
             records = auth_records(store)
         except InvalidArgumentError:
@@ -90,22 +99,29 @@ def create_app(
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     env_keys: Mapping[str, Iterable[str]] | None = None,
     max_watch_seconds: float = DEFAULT_MAX_WATCH_SECONDS,
+    limits: Limits | None = None,
+    console: bool = True,
 ) -> FastAPI:
-    """Build the service over ``store``.
+    """Build the service over ``store`` (with the web console at ``/console`` unless
+    ``console=False``).
 
     ``env_keys`` (project id -> keys) are accepted besides the keys kept in the store; they are
-    held in memory only. Example::
+    held in memory only. ``limits`` (timeouts, concurrent uploads) default to
+    :meth:`Limits.from_env`: the ``MOSS_SERVE_*`` variables, else the built-in defaults.
+    Example::
 
         app = create_app(FileStore("/srv/moss"), max_upload_bytes=1 << 30)
         uvicorn.run(app, host="127.0.0.1", port=8000)
     """
     if max_upload_bytes < 1:
         raise InvalidArgumentError(f"max_upload_bytes must be positive, got {max_upload_bytes}")
+    pin_mmap_threshold()  # large buffers go back to the system when freed
     service = Service(
         store,
         max_upload_bytes=max_upload_bytes,
         env_keys=env_keys,
         max_watch_seconds=max_watch_seconds,
+        limits=limits if limits is not None else Limits.from_env(),
     )
 
     @contextlib.asynccontextmanager
@@ -123,18 +139,23 @@ def create_app(
     app.state.service = service
     install_error_handlers(app)
     _add_routes(app)
+    if console:
+        mount_console(app, store, service.auth.project)
     return app
 
 
 def create_app_from_env() -> FastAPI:
     """App factory for ``uvicorn --factory`` and multi-worker ``moss serve``: reads
-    ``MOSS_SERVE_STORE``, ``MOSS_SERVE_MAX_UPLOAD_BYTES`` and ``MOSS_SERVER_KEYS``."""
+    ``MOSS_SERVE_STORE``, ``MOSS_SERVE_MAX_UPLOAD_BYTES``, ``MOSS_SERVER_KEYS``,
+    ``MOSS_SERVE_CONSOLE`` (``0``: no web console) and the
+    limits' ``MOSS_SERVE_*`` variables (see :class:`Limits`)."""
     return create_app(
         open_store(os.environ["MOSS_SERVE_STORE"]),
         max_upload_bytes=int(
             os.environ.get("MOSS_SERVE_MAX_UPLOAD_BYTES") or DEFAULT_MAX_UPLOAD_BYTES
         ),
         env_keys=parse_env_keys(os.environ.get("MOSS_SERVER_KEYS", "")),
+        console=os.environ.get("MOSS_SERVE_CONSOLE", "1") != "0",
     )
 
 
@@ -159,12 +180,17 @@ def _expected_version(request: Request) -> int | None:
     return if_match[0]
 
 
-async def _stream(download: AsyncDownload) -> AsyncIterator[bytes]:
-    try:
-        async for chunk in download:
-            yield chunk
-    finally:
-        await download.aclose()  # also when the client goes away mid-download
+#: The ``{name}`` of every index path, described for OpenAPI (checked by validate_name).
+NameParam = Annotated[
+    str,
+    Path(
+        description="the index name",
+        json_schema_extra={"pattern": f"^{NAME_PATTERN.pattern}$", "maxLength": 128},
+    ),
+]
+VersionParam = Annotated[
+    int | None, Query(ge=1, le=MAX_VERSION, description="an older kept version")
+]
 
 
 def _add_routes(app: FastAPI) -> None:
@@ -175,7 +201,12 @@ def _add_routes(app: FastAPI) -> None:
         """Liveness: answers without authentication."""
         return {"status": "ok", "version": __version__}
 
-    @app.get("/v1/indexes", response_model=models.IndexList, tags=["indexes"])
+    @app.get(
+        "/v1/indexes",
+        response_model=models.IndexList,
+        responses=models.COMMON_RESPONSES,
+        tags=["indexes"],
+    )
     async def list_indexes(service: ServiceDep, project: ProjectDep) -> JSONResponse:
         """The latest version of every index of the project, sorted by name."""
         infos = await service.store.alist(project)
@@ -190,7 +221,7 @@ def _add_routes(app: FastAPI) -> None:
         tags=["indexes"],
     )
     async def put_index(
-        name: str, request: Request, service: ServiceDep, project: ProjectDep
+        name: NameParam, request: Request, service: ServiceDep, project: ProjectDep
     ) -> JSONResponse:
         """Store the body (a snapshot, streamed) as the next version of the index.
 
@@ -203,10 +234,15 @@ def _add_routes(app: FastAPI) -> None:
         expected = _expected_version(request)
         ttl = parse_ttl(request.headers.get(TTL_HEADER))
         parse_content_length(request, service.max_upload_bytes)
-        if expected is not None:
-            await _check_current(service.store, project, name, expected)
-        chunks = upload_chunks(request, name, service.max_upload_bytes)
-        info = await service.store.aput(project, name, chunks, expected_version=expected, ttl=ttl)
+        with service.uploads.take(project):
+            if expected is not None:
+                await _check_current(service.store, project, name, expected)
+            chunks = upload_chunks(
+                request, name, service.max_upload_bytes, service.limits.upload_idle_seconds
+            )
+            info = await service.store.aput(
+                project, name, chunks, expected_version=expected, ttl=ttl
+            )
         service.notifier.publish(project, name, info.version)
         return JSONResponse(
             info_to_json(info), status_code=201, headers=_version_headers(info.version)
@@ -214,16 +250,16 @@ def _add_routes(app: FastAPI) -> None:
 
     @app.get(
         index_path,
-        response_class=StreamingResponse,
+        response_class=Response,
         responses=models.GET_RESPONSES,
         tags=["indexes"],
     )
     async def get_index(
-        name: str,
+        name: NameParam,
         request: Request,
         service: ServiceDep,
         project: ProjectDep,
-        version: Annotated[int | None, Query(ge=1, description="an older kept version")] = None,
+        version: VersionParam = None,
     ) -> Response:
         """Download the latest (or the given) version as a stream; 304 if ``If-None-Match``
         names it (the caller's cached copy is current)."""
@@ -241,12 +277,10 @@ def _add_routes(app: FastAPI) -> None:
         headers = _version_headers(download.version)
         if download.not_modified:
             return Response(status_code=304, headers=headers)
-        return StreamingResponse(
-            _stream(download), media_type="application/octet-stream", headers=headers
-        )
+        return DownloadResponse(download, headers, service.limits.download_stall_seconds)
 
     @app.head(index_path, responses=models.HEAD_RESPONSES, tags=["indexes"])
-    async def head_index(name: str, service: ServiceDep, project: ProjectDep) -> Response:
+    async def head_index(name: NameParam, service: ServiceDep, project: ProjectDep) -> Response:
         """Describe the latest version in headers (ETag, X-Moss-Version, X-Moss-Doc-Count, ...)."""
         validate_name(name)
         info = await service.store.ahead(project, name)
@@ -257,7 +291,7 @@ def _add_routes(app: FastAPI) -> None:
         return Response(headers=headers, media_type="application/octet-stream")
 
     @app.delete(index_path, status_code=204, responses=models.DELETE_RESPONSES, tags=["indexes"])
-    async def delete_index(name: str, service: ServiceDep, project: ProjectDep) -> Response:
+    async def delete_index(name: NameParam, service: ServiceDep, project: ProjectDep) -> Response:
         """Delete every version of the index (its version numbers are never reused)."""
         validate_name(name)
         if not await service.store.adelete(project, name):
@@ -265,8 +299,15 @@ def _add_routes(app: FastAPI) -> None:
         service.notifier.forget(project, name)
         return Response(status_code=204)
 
-    @app.get(f"{index_path}/versions", response_model=models.VersionList, tags=["indexes"])
-    async def list_versions(name: str, service: ServiceDep, project: ProjectDep) -> JSONResponse:
+    @app.get(
+        f"{index_path}/versions",
+        response_model=models.VersionList,
+        responses=models.COMMON_RESPONSES,
+        tags=["indexes"],
+    )
+    async def list_versions(
+        name: NameParam, service: ServiceDep, project: ProjectDep
+    ) -> JSONResponse:
         """Every kept version of the index, oldest first (empty if it does not exist)."""
         validate_name(name)
         infos = await service.store.aversions(project, name)
@@ -279,11 +320,15 @@ def _add_routes(app: FastAPI) -> None:
         tags=["indexes"],
     )
     async def watch_index(
-        name: str,
+        name: NameParam,
         service: ServiceDep,
         project: ProjectDep,
-        after: Annotated[int, Query(ge=0, description="the version the caller has")] = 0,
-        timeout: Annotated[float, Query(ge=0, description="seconds to wait (capped)")] = 25.0,
+        after: Annotated[
+            int, Query(ge=0, le=MAX_VERSION, description="the version the caller has")
+        ] = 0,
+        timeout: Annotated[
+            float, Query(ge=0, allow_inf_nan=False, description="seconds to wait (capped)")
+        ] = 25.0,
     ) -> Response:
         """Long-poll: answer ``{"version": M}`` as soon as a version M > ``after`` exists, or
         204 when ``timeout`` (capped by the server) passes first; then ask again."""

@@ -9,7 +9,7 @@ from fastapi.security import HTTPBasicCredentials
 
 from ..errors import AuthenticationError, InvalidArgumentError
 from ..stores.auth import AuthRecords, AuthTable, env_table
-from ..validation import validate_name
+from ..validation import validate_project_id
 
 _REFUSED = (
     "unknown project, or a wrong or revoked key: pass the project id and one of its keys "
@@ -40,7 +40,7 @@ class Authenticator:
             )
         project, key = credentials.username, credentials.password
         try:
-            validate_name(project, what="project id")
+            validate_project_id(project)
         except InvalidArgumentError:
             raise AuthenticationError(_REFUSED) from None
         if self._env.verify(project, key) or (await self._table()).verify(project, key):

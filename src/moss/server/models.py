@@ -60,18 +60,24 @@ def _error(description: str) -> dict[str, Any]:
 
 
 _COMMON: dict[int | str, dict[str, Any]] = {
-    400: _error("malformed name, header or snapshot"),
+    400: _error("malformed name, parameter, header or snapshot"),
     401: _error("missing, wrong or revoked project key"),
 }
+_RETRY = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
 _SNAPSHOT = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
 
+COMMON_RESPONSES: dict[int | str, dict[str, Any]] = dict(_COMMON)
 SNAPSHOT_BODY: dict[str, Any] = {
     "requestBody": {"required": True, "content": _SNAPSHOT, "description": "a moss snapshot"}
 }
 PUT_RESPONSES: dict[int | str, dict[str, Any]] = {
     **_COMMON,
+    400: _error("malformed name or header, or a snapshot no client could open"),
+    408: _error("the upload sent nothing for the server's idle timeout: nothing was stored"),
     412: _error("If-Match / If-None-Match did not hold: another version is stored"),
     413: _error("the snapshot is over the server's size limit"),
+    429: {**_error("this project has too many uploads in progress"), "headers": _RETRY},
+    503: {**_error("the server has too many uploads in progress"), "headers": _RETRY},
 }
 GET_RESPONSES: dict[int | str, dict[str, Any]] = {
     **_COMMON,
@@ -81,6 +87,7 @@ GET_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 HEAD_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "the latest version, described in X-Moss-* headers"},
+    400: {"description": "malformed name"},
     401: _COMMON[401],
     404: {"description": "no such index in this project"},
 }

@@ -26,7 +26,7 @@ from typing import Any, Protocol, runtime_checkable
 import orjson
 
 from ..errors import ConflictError, InvalidArgumentError
-from ..validation import validate_name
+from ..validation import validate_name, validate_project_id
 from .base import Store
 from .file import FileStore
 from .file_auth import FileAuthRecords
@@ -45,6 +45,8 @@ __all__ = [
 _FORMAT = 1
 _CAS_ATTEMPTS = 20
 MIN_KEY_LENGTH = 16
+#: Compared against when the project is unknown, so that case costs what a known one does.
+_NO_PROJECT_DIGEST = "0" * 64
 
 
 @runtime_checkable
@@ -121,10 +123,12 @@ class AuthTable:
 
     def verify(self, project: str, key: str) -> bool:
         """Whether ``key`` is a live key of ``project`` (constant time in the key's content)."""
+        # Hash whether or not the project exists: timing must not tell which projects exist.
+        digest = hash_key(key)
         record = self.projects.get(project)
         if record is None:
+            hmac.compare_digest(digest, _NO_PROJECT_DIGEST)
             return False
-        digest = hash_key(key)
         matched = False
         for stored in record.keys:
             # Compare against every key, revoked or not, so timing says nothing about which matched.
@@ -224,7 +228,7 @@ class ProjectKeys:
 
     def create_project(self, name: str, *, label: str = "") -> tuple[KeyRecord, str]:
         """Create a project with one key; return the key's record and the key (shown once)."""
-        validate_name(name, what="project id")
+        validate_project_id(name)
         record, secret = _new_key_record(label)
 
         def change(projects: dict[str, ProjectRecord]) -> None:
@@ -301,7 +305,8 @@ def _existing(projects: Mapping[str, ProjectRecord], project: str) -> ProjectRec
 def parse_env_keys(value: str) -> dict[str, list[str]]:
     """Parse ``MOSS_SERVER_KEYS`` (``project:key,project:key``) into keys per project.
 
-    A project id may contain ``:``, a key may not: each entry splits at its last ``:``.
+    Each entry splits at its last ``:`` (keys contain none). Project ids cannot contain ``:``
+    (HTTP Basic could never send them): such an entry is refused with a message saying so.
     """
     keys: dict[str, list[str]] = {}
     for entry in filter(None, (part.strip() for part in value.split(","))):
@@ -310,7 +315,7 @@ def parse_env_keys(value: str) -> dict[str, list[str]]:
             raise InvalidArgumentError(
                 "MOSS_SERVER_KEYS entries must look like project:key, separated by commas"
             )
-        validate_name(project, what="project id in MOSS_SERVER_KEYS")
+        validate_project_id(project, what="project id in MOSS_SERVER_KEYS")
         if len(key) < MIN_KEY_LENGTH:
             raise InvalidArgumentError(
                 f"the key for project {project!r} in MOSS_SERVER_KEYS is shorter than "
