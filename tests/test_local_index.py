@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from moss import DocumentInfo, MossClient, QueryOptions, refresh_policy
+from moss import ConflictError, DocumentInfo, MossClient, QueryOptions, refresh_policy
 from moss.index.engine import Engine
 from moss.index.local import Changes, LocalIndex
 
@@ -104,3 +104,19 @@ def test_merge_backoff_grows_exponentially_up_to_its_cap() -> None:
         < waits[2]
         <= refresh_policy.MERGE_MAX_WAIT
     )
+
+
+def test_a_merge_push_gives_up_at_its_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = MossClient("proj", store=(tmp_path / "store").as_uri())
+    first, second = (client.sync.session("m", model_id="custom") for _ in range(2))
+    for session, seed in ((first, 1), (second, 2)):
+        session.add_docs([DocumentInfo(id=f"d{seed}", text="t", embedding=vectors(seed)[0])])
+    first.push_index()
+    monkeypatch.setattr(refresh_policy, "MERGE_DEADLINE", 0.0)
+    with pytest.raises(ConflictError, match=r"1 merge attempts over 0 s"):
+        second.push_index(merge=True)
+    monkeypatch.setattr(refresh_policy, "MERGE_DEADLINE", 30.0)
+    assert second.push_index(merge=True).version == 2
+    assert second.doc_count == 2

@@ -1,9 +1,10 @@
 """Sessions: one named index held in memory, read and written locally, pushed to a store.
 
 :class:`SessionCore` holds a session's state and writes each operation once, as a flow
-(:mod:`moss.flow`); :class:`Session` awaits those flows and
-:class:`~moss.sync_session.SyncSession` runs them blocking. ``session.sync`` is the blocking
-face of the same core: both faces share every document, version and lock.
+(:mod:`moss.flow`, with the store exchanges in :mod:`moss.refresh_policy`); :class:`Session`
+awaits those flows and :class:`SyncSession` runs them blocking, each method a one-line driver
+call. ``session.sync`` is the blocking face of the same core: both faces share every document,
+version and lock. (Both faces live here so neither module imports the other.)
 """
 
 from __future__ import annotations
