@@ -163,3 +163,15 @@ def test_session_faces_are_the_public_classes(client: MossClient) -> None:
 
 async def _open(client: MossClient) -> Session:
     return await client.session("f", model_id="custom")
+
+
+async def test_a_cancelled_push_leaves_the_next_one_free(client: MossClient) -> None:
+    session = await client.session("c", model_id="custom")
+    await session.add_docs([doc(i) for i in range(2000)])
+    task = asyncio.create_task(session.push_index())
+    await asyncio.sleep(0)  # the push has taken its turn
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    pushed = await asyncio.wait_for(session.push_if_changed(), timeout=30)
+    assert pushed is not None and pushed.doc_count == 2000

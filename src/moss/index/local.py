@@ -34,9 +34,6 @@ class Changes:
     vectors: npt.NDArray[np.float32] | None = None
     deletes: list[str] = field(default_factory=list)
 
-    def __bool__(self) -> bool:
-        return bool(self.ids or self.deletes)
-
 
 @dataclass(frozen=True)
 class Export:
@@ -199,8 +196,12 @@ class LocalIndex:
                 return 0
             return self._apply(self._engine, self._keywords, Changes(deletes=ids))[1]
 
-    def apply(self, changes: Changes) -> tuple[int, int]:
-        """Apply a batch of upserts then deletes atomically; return (added, updated+deleted)."""
+    def apply(self, changes: Changes, *, record: bool = True) -> tuple[int, int]:
+        """Apply a batch of upserts then deletes atomically; return (added, updated+deleted).
+
+        ``record=False`` applies changes that came from the store (they are not local changes
+        to push); :meth:`adopt` replays the change log through the same path.
+        """
         with self._lock:
             if self._engine is None:
                 if changes.vectors is None:
@@ -208,7 +209,7 @@ class LocalIndex:
                 self._engine = Engine(
                     changes.vectors.shape[1], precision=self._precision or "float32"
                 )
-            return self._apply(self._engine, self._keywords, changes)
+            return self._apply(self._engine, self._keywords, changes, record)
 
     def _apply(
         self, engine: Engine, keywords: KeywordIndex | None, changes: Changes, record: bool = True
