@@ -33,8 +33,8 @@ def human_time(timestamp: float | None) -> str:
 
 
 def pretty_json(value: Any) -> str:
-    """Metadata as indented JSON (escaped by the template, like every other value)."""
-    return json.dumps(value, indent=1, ensure_ascii=False, sort_keys=True, default=str)
+    """Metadata as one line of JSON (escaped by the template, like every other value)."""
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
 
 
 def history_columns(versions: list[IndexInfo]) -> list[str]:
