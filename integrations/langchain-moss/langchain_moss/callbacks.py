@@ -9,28 +9,29 @@ from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackHandler, BaseCallbackHandler
 
-from moss import InvalidArgumentError, PushResult, Session
+from moss import InvalidArgumentError, PushResult, Session, SyncSession
 from moss.flow import Flow, Io, run_async, run_sync
 
 from ._checkpoints import CHECKPOINT_EVENT, CheckpointRules
+from ._open import async_face
 from .retrievers import MossRetriever
 from .vectorstores import MossVectorStore
 
 logger = logging.getLogger(__name__)
 
 #: What a handler pushes: a session, or the session of a vector store or retriever.
-Target = Session | MossVectorStore | MossRetriever
+Target = Session | SyncSession | MossVectorStore | MossRetriever
 
 
 def _session_of(target: Target) -> Session:
-    if isinstance(target, Session):
-        return target
+    if isinstance(target, (Session, SyncSession)):
+        return async_face(target)
     if isinstance(target, MossVectorStore):
         return target.session
     if isinstance(target, MossRetriever):
         return target.vectorstore.session
     raise InvalidArgumentError(
-        f"a push handler pushes Session, MossVectorStore or MossRetriever objects, "
+        f"a push handler pushes Session, SyncSession, MossVectorStore or MossRetriever objects, "
         f"got {type(target).__name__}"
     )
 
@@ -51,7 +52,7 @@ class _PushAtCheckpoints:
         raise_error: bool = False,
     ) -> None:
         # A retriever is a pydantic model, and so iterable: test for a single target first.
-        if isinstance(targets, (Session, MossVectorStore, MossRetriever)):
+        if isinstance(targets, (Session, SyncSession, MossVectorStore, MossRetriever)):
             many: list[Target] = [targets]
         else:
             many = list(targets)

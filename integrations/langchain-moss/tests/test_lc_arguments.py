@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from langchain_moss import MossVectorStore
+from langchain_moss import MossVectorStore, model_id_for
 from lc_moss_helpers import CountingEmbeddings
 
-from moss import IndexNotFoundError, InvalidArgumentError
+from moss import EmbedderModel, IndexNotFoundError, InvalidArgumentError, MossClient
 
 TEXTS = [f"note {i} about {'cats' if i % 2 else 'dogs'}" for i in range(12)]
 
@@ -122,3 +122,15 @@ async def test_must_exist_version_and_auto_refresh(
     blocking.session.sync.close()
     with pytest.raises(InvalidArgumentError, match="not both"):
         MossVectorStore(vs.session, auto_refresh=True)
+
+
+async def test_a_blocking_session_is_wrapped_with_both_faces(
+    embeddings: CountingEmbeddings, store_dir: Path
+) -> None:
+    # client.sync.session returns a SyncSession: the store still offers its async methods.
+    client = MossClient(store=store_dir)
+    model = EmbedderModel(embeddings, model_id=model_id_for(embeddings))
+    store = MossVectorStore(client.sync.session("blocking", model=model), embedding=embeddings)
+    store.add_texts(["sync write"], ids=["s"])
+    await store.aadd_texts(["async write"], ids=["a"])
+    assert sorted(d.id or "" for d in await store.aget_by_ids(["s", "a"])) == ["a", "s"]

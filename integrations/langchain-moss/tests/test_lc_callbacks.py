@@ -17,7 +17,7 @@ from langchain_moss import AsyncMossPushHandler, MossPushHandler, MossRetriever,
 from langchain_moss._checkpoints import CheckpointRules
 from lc_moss_helpers import CountingEmbeddings, CountingStore, stored_version
 
-from moss import InvalidArgumentError, MossClient, ServiceUnavailableError
+from moss import DocumentInfo, InvalidArgumentError, MossClient, ServiceUnavailableError
 
 
 @pytest.fixture
@@ -252,6 +252,9 @@ def test_targets(vs: MossVectorStore, store_dir: Path) -> None:
     handler = MossPushHandler([vs, other.session, retriever])
     assert [s.name for s in handler.sessions] == ["notes", "other"]
     assert MossPushHandler(retriever).sessions == (vs.session,)
+    blocking = MossClient(store=store_dir).sync.session("blocking")  # a SyncSession
+    blocking.add_docs([DocumentInfo(id="b", text="b", embedding=[1.0] * 384)])
+    assert MossPushHandler(blocking).push()[0].index_name == "blocking"
     with pytest.raises(InvalidArgumentError, match="at least one"):
         MossPushHandler([])
     with pytest.raises(InvalidArgumentError, match="got str"):
