@@ -7,12 +7,8 @@ from typing import Any
 import numpy as np
 import pytest
 from llama_index.core.schema import TextNode
-from llama_index.core.vector_stores.types import (
-    MetadataFilter,
-    MetadataFilters,
-    VectorStoreQuery,
-    VectorStoreQueryMode,
-)
+from llama_index.core.vector_stores import FilterOperator, MetadataFilter, MetadataFilters
+from llama_index.core.vector_stores.types import VectorStoreQuery, VectorStoreQueryMode
 from llama_index.vector_stores.moss import MossVectorStore
 
 from moss import InvalidArgumentError, MossClient, QueryOptions
@@ -28,7 +24,8 @@ def vec(seed: int) -> list[float]:
 
 def unit(values: list[float]) -> np.ndarray:
     array = np.asarray(values, dtype=np.float64)
-    return array / np.linalg.norm(array)
+    unit_array: np.ndarray = array / np.linalg.norm(array)
+    return unit_array
 
 
 @pytest.fixture
@@ -120,7 +117,9 @@ async def test_default_mode_uses_the_core_default_alpha_and_fused_scores(
 
 
 async def test_keyword_modes_apply_filters_before_ranking(store: MossVectorStore, run: Any) -> None:
-    filters = MetadataFilters(filters=[MetadataFilter(key="n", value=50, operator=">")])
+    filters = MetadataFilters(
+        filters=[MetadataFilter(key="n", value=50, operator=FilterOperator.GT)]
+    )
     found = await run(
         store,
         VectorStoreQuery(

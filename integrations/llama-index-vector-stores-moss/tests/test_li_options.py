@@ -29,7 +29,8 @@ def _nodes(count: int) -> list[TextNode]:
 def _unit(vector: list[float] | None) -> np.ndarray:
     assert vector is not None
     array = np.asarray(vector, dtype=np.float64)
-    return array / np.linalg.norm(array)
+    unit: np.ndarray = array / np.linalg.norm(array)
+    return unit
 
 
 async def test_nodes_carry_their_embeddings_when_asked(client: MossClient) -> None:

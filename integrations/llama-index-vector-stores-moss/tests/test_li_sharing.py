@@ -4,34 +4,13 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
 from llama_index.core.schema import TextNode
 from llama_index.vector_stores.moss import MossPushHandler, MossVectorStore
+from test_li_handlers import SlowStore
 
-from moss import ConflictError, FileStore, MossClient
-
-
-class CountingStore(FileStore):
-    """A file store whose puts take a while and record how many ran at once."""
-
-    def __init__(self, root: Path) -> None:
-        super().__init__(root, keep_versions=5)
-        self.active = self.max_active = self.puts = 0
-        self._lock = threading.Lock()
-
-    def put(self, project: str, name: str, chunks: Any, **kwargs: Any) -> Any:
-        with self._lock:
-            self.active += 1
-            self.max_active = max(self.max_active, self.active)
-        try:
-            threading.Event().wait(0.05)
-            return super().put(project, name, chunks, **kwargs)
-        finally:
-            with self._lock:
-                self.active -= 1
-                self.puts += 1
+from moss import ConflictError, MossClient
 
 
 def _agent(root: Path) -> MossVectorStore:
@@ -97,7 +76,7 @@ def test_persist_merges_and_push_takes_merge_and_expected_version(tmp_path: Path
 def test_two_handlers_on_one_session_never_push_at_once(tmp_path: Path) -> None:
     # Before: each handler coalesced its own pushes only, so two handlers pushed one session
     # at the same time.
-    slow = CountingStore(tmp_path / "slow")
+    slow = SlowStore(tmp_path / "slow", delay=0.05)
     store = MossVectorStore("kb", client=MossClient(store=slow), model_id="custom")
     handlers = [MossPushHandler(store, attach=False) for _ in range(4)]
     start = threading.Barrier(len(handlers))

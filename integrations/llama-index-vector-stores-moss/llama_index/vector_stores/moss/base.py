@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import re
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypedDict
 
 import fsspec
 from llama_index.core.base.embeddings.base import BaseEmbedding
@@ -18,6 +16,7 @@ from llama_index.core.vector_stores.types import (
     VectorStoreQuery,
     VectorStoreQueryResult,
 )
+from typing_extensions import Unpack
 
 from moss import (
     EmbedderModel,
@@ -32,13 +31,20 @@ from moss import (
 
 from ._convert import nodes_to_docs, texts_to_embed
 from ._filters import to_moss_filter
+from ._open import OpenOptions, OpenRequest, async_session, check_session_only
 from ._query import answer, plan_query, to_nodes
-from .embeddings import MossEmbedding, moss_model_for
+from .embeddings import MossEmbedding
 
 __all__ = ["MossVectorStore"]
 
-# moss's message for an index built with an embedder it cannot name (loading.py).
-_OWN_MODEL = re.compile(r"model=EmbedderModel\(your_embedder, model_id=('[^']*'|\"[^\"]*\")\)")
+
+class PushOptions(TypedDict, total=False):
+    """The keyword arguments of :meth:`MossVectorStore.push` and ``apush``."""
+
+    force: bool
+    merge: bool
+    expected_version: int | None
+    ttl: float | None
 
 
 class MossVectorStore(BasePydanticVectorStore):
@@ -117,30 +123,14 @@ class MossVectorStore(BasePydanticVectorStore):
         if session is None:
             if index_name is None:
                 raise InvalidArgumentError("pass index_name (to open a session) or session=")
-            if client is not None and store is not None:
-                raise InvalidArgumentError("pass client= or store=, not both")
-            model = None if embed_model is None else moss_model_for(embed_model, model_id)
-            if client is None:
-                client = owned = MossClient(store=store)
-            try:
-                with _llamaindex_advice():
-                    opened = client.sync.session(
-                        index_name,
-                        None if model else model_id,
-                        model=model,
-                        version=version,
-                        auto_refresh=auto_refresh,
-                    )
-                session = async_session(opened)
-            except BaseException:
-                if owned is not None:
-                    owned.sync.close()
-                raise
+            request = OpenRequest.make(client, store, model_id, embed_model, version, auto_refresh)
+            owned = request.owned
+            session = request.open(index_name)
         else:
-            given = session
-            session = async_session(session)
-            _check_session_only(session, index_name, client, store, model_id, embed_model)
-            _check_no_open_options(version, auto_refresh)
+            given, session = session, async_session(session)
+            check_session_only(
+                session, index_name, client, store, model_id, embed_model, version, auto_refresh
+            )
         # mypy sees BaseComponent's signature, not this model's fields.
         super().__init__(  # type: ignore[call-arg]
             index_name=session.name, model_id=session.model_id, **kwargs
@@ -150,39 +140,20 @@ class MossVectorStore(BasePydanticVectorStore):
         self._client = owned
 
     @classmethod
-    async def aopen(
-        cls,
-        index_name: str,
-        *,
-        client: MossClient | None = None,
-        store: Store | str | os.PathLike[str] | None = None,
-        model_id: str | None = None,
-        embed_model: BaseEmbedding | None = None,
-        version: int | None = None,
-        auto_refresh: bool = False,
-    ) -> MossVectorStore:
-        """Open the session without blocking the event loop; same arguments as the constructor."""
-        if client is not None and store is not None:
-            raise InvalidArgumentError("pass client= or store=, not both")
-        model = None if embed_model is None else moss_model_for(embed_model, model_id)
-        owned = None
-        if client is None:
-            client = owned = MossClient(store=store)
-        try:
-            with _llamaindex_advice():
-                session = await client.session(
-                    index_name,
-                    None if model else model_id,
-                    model=model,
-                    version=version,
-                    auto_refresh=auto_refresh,
-                )
-        except BaseException:
-            if owned is not None:
-                await owned.close()
-            raise
+    async def aopen(cls, index_name: str, **options: Unpack[OpenOptions]) -> MossVectorStore:
+        """Open the session without blocking the event loop; the constructor's other arguments
+        (``client``, ``store``, ``model_id``, ``embed_model``, ``version``, ``auto_refresh``)."""
+        request = OpenRequest.make(
+            options.get("client"),
+            options.get("store"),
+            options.get("model_id"),
+            options.get("embed_model"),
+            options.get("version"),
+            options.get("auto_refresh", False),
+        )
+        session = await request.aopen(index_name)
         vector_store = cls(session=session)
-        vector_store._client = owned
+        vector_store._client = request.owned
         return vector_store
 
     @classmethod
@@ -340,18 +311,15 @@ class MossVectorStore(BasePydanticVectorStore):
             return None
         return self._session.sync.push_index(expected_version, merge=merge, ttl=ttl)
 
-    async def apush(
-        self,
-        *,
-        force: bool = False,
-        merge: bool = False,
-        expected_version: int | None = None,
-        ttl: float | None = None,
-    ) -> PushResult | None:
-        """Async twin of :meth:`push`."""
-        if not (force or self._needs_push()):
+    async def apush(self, **options: Unpack[PushOptions]) -> PushResult | None:
+        """Async twin of :meth:`push`, with the same keyword arguments."""
+        if not (options.get("force", False) or self._needs_push()):
             return None
-        return await self._session.push_index(expected_version, merge=merge, ttl=ttl)
+        return await self._session.push_index(
+            options.get("expected_version"),
+            merge=options.get("merge", False),
+            ttl=options.get("ttl"),
+        )
 
     def close(self) -> None:
         """Close the session, and the client if this store opened it."""
@@ -388,59 +356,3 @@ class MossVectorStore(BasePydanticVectorStore):
             )
         docs = self._session.sync.get_docs(node_ids, filter=to_moss_filter(filters))
         return [doc.id for doc in docs]
-
-
-def async_session(session: Session | SyncSession) -> Session:
-    """The async :class:`Session` behind ``session`` (a blocking ``SyncSession`` wraps one)."""
-    if isinstance(session, Session):
-        return session
-    if isinstance(session, SyncSession):
-        # Both faces are views of one core; there is no public way from one to the other yet.
-        return Session(session._core)
-    raise InvalidArgumentError(f"session must be a moss Session, got {type(session).__name__}")
-
-
-def _check_no_open_options(version: int | None, auto_refresh: bool) -> None:
-    if version is not None or auto_refresh:
-        raise InvalidArgumentError(
-            "version= and auto_refresh= choose how a session is opened: pass them with "
-            "index_name, not with an open session="
-        )
-
-
-@contextlib.contextmanager
-def _llamaindex_advice() -> Iterator[None]:
-    """Turn moss's advice for an index built with your own model into LlamaIndex's."""
-    try:
-        yield
-    except InvalidArgumentError as exc:
-        stored = _OWN_MODEL.search(str(exc))
-        if stored is None:
-            raise
-        raise InvalidArgumentError(
-            f"{str(exc).partition(': open it with')[0]}: open it with the LlamaIndex embedding it was built "
-            f"with, MossVectorStore(..., embed_model=<that embedding>, model_id={stored[1]})"
-        ) from None
-
-
-def _check_session_only(
-    session: Session,
-    index_name: str | None,
-    client: MossClient | None,
-    store: object,
-    model_id: str | None,
-    embed_model: BaseEmbedding | None,
-) -> None:
-    if client is not None or store is not None or embed_model is not None:
-        raise InvalidArgumentError(
-            "pass either session= or (index_name, client or store, model_id or embed_model): "
-            "an open session already has its store and model"
-        )
-    if index_name is not None and index_name != session.name:
-        raise InvalidArgumentError(
-            f"index_name {index_name!r} differs from the session's {session.name!r}"
-        )
-    if model_id is not None and model_id != session.model_id:
-        raise InvalidArgumentError(
-            f"model_id {model_id!r} differs from the session's {session.model_id!r}"
-        )

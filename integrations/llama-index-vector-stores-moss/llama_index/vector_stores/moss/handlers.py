@@ -24,7 +24,8 @@ from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
 
 from moss import InvalidArgumentError, PushResult, Session, SyncSession
 
-from .base import MossVectorStore, async_session
+from ._open import async_session
+from .base import MossVectorStore
 
 __all__ = ["DEFAULT_EVENTS", "DEFAULT_SPANS", "MossPushHandler"]
 
