@@ -300,3 +300,18 @@ def test_browser_with_another_projects_key_cannot_open_the_index(
     assert "Refund policy" not in page.content()
     _shoot(page, "07-other-project")
     context.close()
+
+
+def test_version_history_shows_author_and_message_only_when_some_version_has_them() -> None:
+    from moss.console.views import history_columns
+    from moss.types import IndexInfo
+
+    def version(number: int, **extra: str) -> IndexInfo:
+        return IndexInfo("faq", number, "moss-minilm", 384, 1, 10, 0.0, extra=dict(extra))
+
+    assert history_columns([version(1), version(2)]) == []
+    assert history_columns([version(1), version(2, author="ana")]) == ["author"]
+    assert history_columns([version(1, message="fix"), version(2, author="ana")]) == [
+        "author",
+        "message",
+    ]
