@@ -22,8 +22,8 @@ DEFAULT_UPLOAD_IDLE_SECONDS = 30.0
 #: Seconds a download may accept nothing before it is dropped (and its file closed).
 DEFAULT_DOWNLOAD_STALL_SECONDS = 30.0
 #: Uploads streaming at once, per project and in total.
-DEFAULT_MAX_UPLOADS_PER_PROJECT = 8
-DEFAULT_MAX_UPLOADS = 64
+DEFAULT_MAX_UPLOADS_PER_PROJECT = 32
+DEFAULT_MAX_UPLOADS = 128
 #: What a refused upload is told to wait before trying again.
 RETRY_AFTER_SECONDS = 5
 
