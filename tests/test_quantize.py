@@ -30,10 +30,10 @@ def codes_of(index: Int8Index) -> np.ndarray:
 
 def assert_in_step(engine: Engine) -> None:
     """Every row's codes are its current vector quantised with the current scales."""
-    index = engine._int8
+    index = engine._store.int8
     assert index is not None
     count = len(engine)
-    vectors = engine._vectors[:count]
+    vectors = engine._store.vectors[:count]
     expected, _ = quantize_rows(vectors, index.export().scales)
     assert np.array_equal(codes_of(index), expected)
     assert np.array_equal(index._sums[:count], expected.sum(axis=1, dtype=np.int32))
@@ -83,7 +83,7 @@ def test_codes_follow_every_write(ops: list[tuple[str, int, int]]) -> None:
     next_id = 0
     for op, size, seed in ops:
         rng = np.random.default_rng(seed)
-        ids = list(engine._ids)
+        ids = list(engine._store.ids)
         if op == "add" or not ids:
             new = [f"d{next_id + i}" for i in range(size)]
             next_id += size
@@ -111,23 +111,23 @@ def test_codes_cross_block_boundaries() -> None:
             [None] * (end - start),
             vectors[start:end],
         )
-    assert [block.shape[0] for block in engine._int8._blocks] == [2, 2]  # type: ignore[union-attr]
-    assert engine._int8.export().codes.shape == (total, 2)  # type: ignore[union-attr]
+    assert [block.shape[0] for block in engine._store.int8._blocks] == [2, 2]  # type: ignore[union-attr]
+    assert engine._store.int8.export().codes.shape == (total, 2)  # type: ignore[union-attr]
     # Deleting from the first block moves rows over from the second, then drops the block.
     engine.delete([f"d{i}" for i in range(150)])
     assert_in_step(engine)
-    assert len(engine._int8._blocks) == 1  # type: ignore[union-attr]
-    assert engine._int8.export().codes.shape == (BLOCK - 50, 2)  # type: ignore[union-attr]
+    assert len(engine._store.int8._blocks) == 1  # type: ignore[union-attr]
+    assert engine._store.int8.export().codes.shape == (BLOCK - 50, 2)  # type: ignore[union-attr]
 
 
 def test_scales_follow_the_data() -> None:
     engine = Engine(3, precision="int8")
     engine.upsert(["a"], ["t"], [None], np.array([[0.1, 0.2, 0.97]], dtype=np.float32))
-    first = engine._int8.export().scales.copy()  # type: ignore[union-attr]
+    first = engine._store.int8.export().scales.copy()  # type: ignore[union-attr]
     assert np.allclose(first, 127 / np.array([0.1, 0.2, 0.97]))
     # A larger component clips under the old scales; with the count doubled, they are redone.
     engine.upsert(["b"], ["t"], [None], np.array([[0.9, 0.1, 0.42]], dtype=np.float32))
-    second = engine._int8.export().scales  # type: ignore[union-attr]
+    second = engine._store.int8.export().scales  # type: ignore[union-attr]
     assert np.allclose(second, 127 / np.array([0.9, 0.2, 0.97]))
     assert_in_step(engine)
 
@@ -181,7 +181,7 @@ def test_precision_can_be_switched_and_is_checked() -> None:
     assert_in_step(engine)
     assert engine.export_all().int8 is not None
     engine.set_precision("float32")
-    assert engine._int8 is None
+    assert engine._store.int8 is None
     with pytest.raises(InvalidArgumentError, match="precision must be one of"):
         Engine(8, precision="float16")
     with pytest.raises(InvalidArgumentError, match="precision must be one of"):
@@ -200,7 +200,7 @@ def test_from_arrays_adopts_stored_codes_and_refuses_mismatched_ones() -> None:
         precision="int8",
         int8=stored,
     )
-    assert np.array_equal(codes_of(engine._int8), stored.codes)  # type: ignore[arg-type]
+    assert np.array_equal(codes_of(engine._store.int8), stored.codes)  # type: ignore[arg-type]
     wrong = Int8Codes(stored.codes, stored.scales)  # codes of 40 vectors, not 39
     with pytest.raises(InvalidArgumentError, match="int8 codes do not fit"):
         Engine.from_arrays(
