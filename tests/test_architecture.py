@@ -34,7 +34,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "moss.sessions",
         ),
     ),
-    ("services", ("moss.server", "moss.mcp")),
+    ("services", ("moss.server", "moss.mcp", "moss.console")),
     ("commands", ("moss.cli",)),
     ("public API", ("moss",)),
     ("examples", ("moss.demo",)),

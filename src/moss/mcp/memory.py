@@ -14,15 +14,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from moss import (
-    DocumentInfo,
-    IndexInfo,
-    IndexNotFoundError,
-    InvalidArgumentError,
-    MossClient,
-    QueryOptions,
-    Session,
-)
+from ..client import MossClient
+from ..errors import IndexNotFoundError, InvalidArgumentError
+from ..session import Session
+from ..types import DocumentInfo, IndexInfo, QueryOptions
 
 #: The most results one search may return: enough for an agent, small enough for its context.
 MAX_TOP_K = 100

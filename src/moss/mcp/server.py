@@ -13,8 +13,7 @@ from typing import Annotated, Any
 from mcp.server.fastmcp import FastMCP
 from pydantic import BaseModel, ConfigDict, Field
 
-from moss import DocumentInfo
-
+from ..types import DocumentInfo
 from .memory import MAX_TOP_K, Memory
 
 FILTER_HELP = (
