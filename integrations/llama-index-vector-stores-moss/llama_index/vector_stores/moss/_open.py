@@ -100,8 +100,7 @@ def async_session(session: Session | SyncSession) -> Session:
     if isinstance(session, Session):
         return session
     if isinstance(session, SyncSession):
-        # Both faces are views of one core; there is no public way from one to the other yet.
-        return Session(session._core)
+        return session.aio  # one core under both faces: writes through either are seen by both
     raise InvalidArgumentError(f"session must be a moss Session, got {type(session).__name__}")
 
 
