@@ -3,6 +3,7 @@ int8 search (scan, then float32 re-rank) against exact search."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 
 from moss.errors import InvalidArgumentError
 from moss.index import engine as engine_module
+from moss.index import ranking
 from moss.index.engine import Engine
 from moss.index.quantize import BLOCK, Int8Codes, Int8Index, _scanner, quantize_rows
 
@@ -41,8 +43,11 @@ def assert_in_step(engine: Engine) -> None:
 
 @pytest.fixture
 def int8_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make int8 engines scan in int8 at any size (normally small ones search exactly)."""
+    """Make int8 engines scan in int8 at any size (normally small ones search exactly), whatever
+    the kernel timing on this machine says."""
     monkeypatch.setattr(engine_module, "_INT8_MIN_ROWS", 0)
+    monkeypatch.setattr(ranking, "_verdicts", {})
+    monkeypatch.setattr(ranking, "faster_kernel", lambda int8, exact: True)
 
 
 def test_onnx_product_is_the_exact_integer_product() -> None:
@@ -260,3 +265,54 @@ def test_stored_codes_become_kernel_blocks_across_block_boundaries() -> None:
     assert np.array_equal(adopted._sums, stored.codes.sum(axis=1, dtype=np.int32))
     queries = unit(rng, 2, 3)
     assert np.array_equal(adopted.scores(queries), built.scores(queries))
+
+
+def test_faster_kernel_is_decided_by_timing() -> None:
+    calls: list[str] = []
+
+    def slow() -> None:
+        calls.append("slow")
+        time.sleep(0.004)
+
+    def fast() -> None:
+        calls.append("fast")
+
+    assert ranking.faster_kernel(fast, slow) is True
+    assert ranking.faster_kernel(slow, fast) is False
+    # One warm-up and three timed runs of each, per decision.
+    assert calls.count("slow") == calls.count("fast") == 8
+
+
+def test_int8_engine_falls_back_to_exact_float32_when_int8_loses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(engine_module, "_INT8_MIN_ROWS", 0)
+    monkeypatch.setattr(ranking, "_verdicts", {})
+    decisions: list[int] = []
+
+    def int8_loses(int8: Any, exact: Any) -> bool:
+        decisions.append(1)
+        return False
+
+    monkeypatch.setattr(ranking, "faster_kernel", int8_loses)
+
+    def no_scan(self: Int8Index, queries: np.ndarray) -> np.ndarray:
+        raise AssertionError("the int8 scan ran although it measured slower")
+
+    monkeypatch.setattr(Int8Index, "scores", no_scan)
+    rng = np.random.default_rng(10)
+    vectors = unit(rng, 500, 16)
+    engine = Engine.from_arrays(
+        vectors.copy(), [f"d{i}" for i in range(500)], ["t"] * 500, [None] * 500, precision="int8"
+    )
+    queries = unit(rng, 5, 16)
+    for query in queries:
+        hits = engine.search(query, 7)
+        assert [doc.id for doc, _ in hits] == [f"d{i}" for i in exact_top(vectors, query, 7)]
+    batched = engine.search_many(queries, 7)
+    assert [[doc.id for doc, _ in hits] for hits in batched] == [
+        [f"d{i}" for i in exact_top(vectors, query, 7)] for query in queries
+    ]
+    assert engine.precision == "int8"
+    # Measured once for single queries and once for batches, then remembered.
+    assert len(decisions) == 2

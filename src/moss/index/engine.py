@@ -11,7 +11,9 @@ post-filtering).
 Precision ``"int8"`` keeps, beside the float32 matrix, int8 codes of every vector
 (:mod:`moss.index.quantize`): a search scans the codes (a quarter of the bytes), takes the best
 ``max(100, 10 * top_k)`` candidates and re-ranks them by their exact float32 scores, so scores
-stay exact cosines and only the candidate choice is approximate. Measured by
+stay exact cosines and only the candidate choice is approximate. Where the int8 scan is not the
+faster kernel on the running machine (timed at first use, see
+:func:`~moss.index.ranking.rank_measured`) an int8 engine searches exactly in float32. Measured by
 benchmarks/peers (384-d, 2 cores): 2.2 ms against 3.6 ms in float32 at 100k, 31 against 55 ms
 at 1M, recall@10 1.00 on random vectors and on MiniLM embeddings of WordNet glosses. It costs a
 quarter more memory.
@@ -36,7 +38,7 @@ from ..errors import InvalidArgumentError
 from .columns import LazyColumn
 from .filters import Filter, compile_filter
 from .quantize import Int8Codes, Int8Index
-from .ranking import GATHER_FRACTION, rank_exact, rank_int8
+from .ranking import GATHER_FRACTION, rank_exact, rank_measured
 from .rows import DocumentRows, StoredDoc
 
 __all__ = ["PRECISIONS", "Engine", "EngineExport", "StoredDoc"]
@@ -290,7 +292,7 @@ class Engine:
                 and count >= _INT8_MIN_ROWS
                 and (subset is None or len(subset) > GATHER_FRACTION * count)
             )
-            rank = rank_int8 if compact else rank_exact
+            rank = rank_measured if compact else rank_exact
             results: list[list[tuple[StoredDoc, float]]] = []
             for start in range(0, queries.shape[0], _QUERY_BLOCK):
                 block = queries[start : start + _QUERY_BLOCK]

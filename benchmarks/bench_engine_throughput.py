@@ -1,0 +1,163 @@
+"""Engine throughput against numpy floors (issue 17), ratios from one run.
+
+- int8 against float32 search, one query at ``--count`` rows: p50 of each, recall@10 of int8.
+- 32 queries in one ``search_many`` against the floor: one ``queries @ matrix.T`` product.
+- int8 codes to and from the snapshot's row-major layout (``export`` / ``from_codes``).
+- Adding documents with precomputed vectors against the floor (a copy into a preallocated
+  matrix), docs/s and peak RSS of each in a fresh process.
+
+Run: ``.venv/bin/python benchmarks/bench_engine_throughput.py [--count 100000] [--adds 1000000]``
+(on shared cores, compare the ratios, not the milliseconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from moss.index.engine import Engine
+from moss.index.quantize import Int8Index
+
+DIM = 384
+TOP_K = 10
+
+
+def runs(fn: Callable[[], Any], repeat: int) -> list[float]:
+    """Milliseconds of ``repeat`` runs after one warm-up."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def unit_vectors(rng: np.random.Generator, count: int) -> np.ndarray:
+    vectors = rng.standard_normal((count, DIM), dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors
+
+
+def bench_search(count: int) -> None:
+    rng = np.random.default_rng(0)
+    vectors = unit_vectors(rng, count)
+    ids = [f"doc-{i}" for i in range(count)]
+    plain = Engine.from_arrays(vectors, ids, [""] * count, [None] * count)
+    int8 = Engine.from_arrays(vectors, list(ids), [""] * count, [None] * count, precision="int8")
+    # Queries near documents, as real ones are: the top 10 is then well separated from the rest.
+    queries = vectors[rng.choice(count, 64, replace=False)] + 0.05 * unit_vectors(rng, 64)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    floor = [
+        float(np.median(runs(lambda q=q: np.argpartition(vectors @ q, -TOP_K), 3)))
+        for q in queries[:8]
+    ]
+    float_ms: list[float] = []
+    int8_ms: list[float] = []
+    hits = 0
+    for query in queries:
+        float_ms += runs(lambda q=query: plain.search(q, TOP_K), 2)
+        int8_ms += runs(lambda q=query: int8.search(q, TOP_K), 2)
+        exact = {doc.id for doc, _ in plain.search(query, TOP_K)}
+        hits += len(exact & {doc.id for doc, _ in int8.search(query, TOP_K)})
+    f50, i50, n50 = np.median(float_ms), np.median(int8_ms), np.median(floor)
+    print(f"== one query, top-{TOP_K} at {count:,} x {DIM} (p50 ms, x numpy matmul+argpartition)")
+    print(f"  numpy floor           {n50:7.2f}")
+    print(f"  Engine float32        {f50:7.2f}  {f50 / n50:5.2f}x")
+    print(f"  Engine int8           {i50:7.2f}  {i50 / n50:5.2f}x   int8/float32 {i50 / f50:.2f}")
+    print(f"  int8 recall@{TOP_K}: {hits / (TOP_K * len(queries)):.3f}")
+
+    batch = queries[:32].copy()
+    floor_ms = float(np.median(runs(lambda: batch @ vectors.T, 7)))
+    print(f"== 32 queries at {count:,} (p50 ms, x the floor: one batched product)")
+    print(f"  numpy batched product {floor_ms:7.2f}")
+    for name, engine in (("float32", plain), ("int8", int8)):
+        ms = float(np.median(runs(lambda e=engine: e.search_many(batch, TOP_K), 7)))
+        print(f"  search_many {name:8s}  {ms:7.2f}  {ms / floor_ms:5.2f}x")
+    one_by_one = float(np.median(runs(lambda: [plain.search(q, TOP_K) for q in batch], 3)))
+    print(f"  32 x search float32   {one_by_one:7.2f}  {one_by_one / floor_ms:5.2f}x")
+
+    built = Int8Index.build(vectors)
+    export_ms = float(np.median(runs(built.export, 5)))
+    stored = built.export()
+    open_ms = float(np.median(runs(lambda: Int8Index.from_codes(stored, count, DIM), 5)))
+    copy_ms = float(np.median(runs(stored.codes.copy, 5)))
+    print(f"== int8 codes <-> snapshot layout at {count:,} (p50 ms, x a plain copy of the codes)")
+    print(f"  copy of the codes     {copy_ms:7.2f}")
+    print(f"  Int8Index.export      {export_ms:7.2f}  {export_ms / copy_ms:5.2f}x")
+    print(f"  Int8Index.from_codes  {open_ms:7.2f}  {open_ms / copy_ms:5.2f}x")
+
+
+def add_child(kind: str, count: int) -> None:
+    """In a fresh process: build ``count`` documents the way ``kind`` says; print docs/s, RSS."""
+    rng = np.random.default_rng(1)
+    vectors = unit_vectors(rng, count)
+    ids = [f"doc-{i}" for i in range(count)]
+    texts = [f"text {i}" for i in range(count)]
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    if kind == "floor":
+        matrix = np.empty_like(vectors)
+        matrix[:] = vectors
+        rows = dict(zip(ids, range(count), strict=True))
+        kept = (matrix, rows, list(ids), list(texts))
+    else:
+        engine = Engine(DIM)
+        for offset in range(0, count, 100_000):
+            end = offset + 100_000
+            engine.upsert(
+                ids[offset:end],
+                texts[offset:end],
+                [None] * len(ids[offset:end]),
+                vectors[offset:end],
+            )
+        kept = (engine,)
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(f"{count / seconds:.0f} {(peak - base) / 1024:.0f} {len(kept)}")
+
+
+def bench_adds(count: int) -> None:
+    print(f"== add {count:,} precomputed vectors in batches of 100k (fresh process each)")
+    results = {}
+    for kind in ("floor", "engine"):
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", kind, "--adds", str(count)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        results[kind] = (float(out[0]), float(out[1]))
+    floor_rate, floor_mb = results["floor"]
+    for kind, (rate, mb) in results.items():
+        print(
+            f"  {kind:7s} {rate:12,.0f} docs/s ({rate / floor_rate:4.2f}x)  "
+            f"peak +{mb:7,.0f} MB ({mb / floor_mb:4.2f}x the floor)"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--count", type=int, default=100_000)
+    parser.add_argument("--adds", type=int, default=1_000_000)
+    parser.add_argument("--child", choices=["floor", "engine"])
+    parser.add_argument("--only", choices=["search", "adds"])
+    args = parser.parse_args()
+    if args.child:
+        add_child(args.child, args.adds)
+        return
+    if args.only != "adds":
+        bench_search(args.count)
+    if args.only != "search":
+        bench_adds(args.adds)
+
+
+if __name__ == "__main__":
+    main()
