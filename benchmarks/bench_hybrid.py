@@ -153,7 +153,7 @@ def bench_open(folder: str, args: argparse.Namespace) -> dict[str, float]:
             return client.sync.session(name)
 
     def open_rebuild() -> None:
-        open_named("bench")._indexes(keyword=True)
+        open_named("bench")._core.index.build_keywords()
 
     def first_blend() -> None:
         session = open_named("bench")
@@ -163,9 +163,9 @@ def bench_open(folder: str, args: argparse.Namespace) -> dict[str, float]:
     # keyword index is built, so its snapshot carries the section.
     with MossClient(store=folder) as client:
         carrier = client.sync.session("bench")
-        carrier._name = "bench-carried"
-        carrier._version = 0
-        carrier._indexes(keyword=True)
+        carrier._core.name = "bench-carried"
+        carrier._core.version = 0
+        carrier._core.index.build_keywords()
         carrier.sync.push_index()
     carried = open_named("bench-carried")
     assert carried._keywords is not None

@@ -120,7 +120,7 @@ def test_bad_alpha_is_refused(session: Session, bad: Any) -> None:
 
 async def test_async_query_blends_like_sync(session: Session) -> None:
     options = QueryOptions(embedding=vec(500), alpha=0.4, top_k=4)
-    assert (await session.query("late ORD-7731", options)).docs == session.sync.query(
+    assert (await session.aio.query("late ORD-7731", options)).docs == session.sync.query(
         "late ORD-7731", options
     ).docs
 

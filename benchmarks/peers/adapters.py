@@ -7,7 +7,6 @@ results are document ids, so recall is computed the same way for all.
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -102,23 +101,13 @@ class Moss(Peer):
 
         client = MossClient(store=folder.as_uri())
         if self.precision != "float32":
-            if "precision" in inspect.signature(client.sync.session).parameters:
-                kwargs["precision"] = self.precision
-            else:  # before the session wiring exists: quantise after opening
-                session = client.sync.session(INDEX_NAME, **kwargs)
-                if session._engine is not None:
-                    session._engine.set_precision(self.precision)
-                return session
+            kwargs["precision"] = self.precision
         return client.sync.session(INDEX_NAME, **kwargs)
 
     def write(self, folder: Path, vectors: Matrix) -> dict[str, float]:
         from moss import DocumentInfo
 
         session = self._session(folder, model_id="custom")
-        if session._engine is None and self.precision != "float32":
-            from moss.index.engine import Engine
-
-            session._engine = Engine(vectors.shape[1], precision=self.precision)
         docs = [
             DocumentInfo(id=doc_id, text=text, metadata=meta, embedding=vector)
             for (doc_id, text, meta), vector in zip(make_docs(len(vectors)), vectors, strict=True)

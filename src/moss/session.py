@@ -326,6 +326,11 @@ class SyncSession(_Face):
         """This session (so code written for ``session.sync.method()`` runs on both faces)."""
         return self
 
+    @property
+    def aio(self) -> Session:
+        """The same session with awaitable methods (``await session.aio.query(...)``)."""
+        return Session(self._core)
+
     def add_docs(self, docs: Iterable[DocumentInfo]) -> AddResult:
         """Blocking :meth:`Session.add_docs`."""
         return run_sync(self._core.add(docs))

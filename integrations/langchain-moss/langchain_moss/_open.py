@@ -29,8 +29,7 @@ def async_face(session: Session | SyncSession) -> Session:
     if isinstance(session, Session):
         return session
     if isinstance(session, SyncSession):
-        # Both faces share one core, so writes through either are seen by the other.
-        return Session(session._core)
+        return session.aio  # one core under both faces: writes through either are seen by both
     raise InvalidArgumentError(
         f"session must be a moss Session or SyncSession, got {type(session).__name__}"
     )
