@@ -114,6 +114,20 @@ async def test_default_mode_uses_the_core_default_alpha_and_fused_scores(
     # Without query text there is nothing to match keywords on: vector order, cosine scores.
     dense = await run(store, VectorStoreQuery(query_embedding=q, similarity_top_k=1))
     assert dense.ids == ["t5"] and dense.similarities == pytest.approx([1.0])
+    # ... but an alpha that asks for keywords there is refused, not silently ignored.
+    with pytest.raises(InvalidArgumentError, match="query_str"):
+        await run(store, VectorStoreQuery(query_embedding=q, alpha=0.5))
+    with pytest.raises(InvalidArgumentError, match="node_ids"):
+        await run(
+            store, VectorStoreQuery(query_embedding=q, query_str=CODE, alpha=0.5, node_ids=["t1"])
+        )
+    restricted = await run(
+        store,
+        VectorStoreQuery(
+            query_embedding=q, query_str=CODE, node_ids=["t1", "t5"], similarity_top_k=2
+        ),
+    )
+    assert restricted.ids == ["t5", "t1"]  # node_ids: by vector, as documented
 
 
 async def test_keyword_modes_apply_filters_before_ranking(store: MossVectorStore, run: Any) -> None:

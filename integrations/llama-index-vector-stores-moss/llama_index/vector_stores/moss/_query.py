@@ -101,7 +101,8 @@ def _alpha(mode: VectorStoreQueryMode, query: VectorStoreQuery, *, local: bool) 
     """moss's alpha: TEXT_SEARCH 0 (keywords only), else ``query.alpha`` or moss's default.
 
     DEFAULT blends like HYBRID when there is query text (one default everywhere: the core's);
-    without query text, or for MMR and node_ids restrictions, it ranks by vector alone.
+    without query text, or for MMR and node_ids restrictions, it ranks by vector alone, unless
+    an ``alpha`` below 1 asks for keywords (then it raises, as HYBRID does: no silent fallback).
     """
     if mode == VectorStoreQueryMode.TEXT_SEARCH:
         alpha = 0.0
@@ -109,7 +110,12 @@ def _alpha(mode: VectorStoreQueryMode, query: VectorStoreQuery, *, local: bool) 
         return 1.0
     else:
         alpha = QueryOptions().alpha if query.alpha is None else query.alpha
-    if mode == VectorStoreQueryMode.DEFAULT and (local or not query.query_str):
+    keywords_asked = query.alpha is not None and query.alpha < 1.0
+    if (
+        mode == VectorStoreQueryMode.DEFAULT
+        and (local or not query.query_str)
+        and not keywords_asked
+    ):
         return 1.0
     if not query.query_str:
         raise InvalidArgumentError(
