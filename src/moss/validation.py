@@ -170,7 +170,8 @@ def _check_json(value: object, doc_id: str, path: str, depth: int) -> None:
 def validate_vector(value: object, dimension: int | None, what: str) -> npt.NDArray[np.float32]:
     """Return ``value`` as a finite float32 vector of ``dimension`` (any length if None)."""
     try:
-        array = np.asarray(value, dtype=np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow to inf is refused below
+            array = np.asarray(value, dtype=np.float32)
     except (TypeError, ValueError) as exc:
         raise InvalidArgumentError(f"{what} is not a vector of numbers: {exc}") from exc
     if array.ndim != 1 or array.shape[0] == 0:
