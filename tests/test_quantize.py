@@ -15,7 +15,8 @@ from moss.errors import InvalidArgumentError
 from moss.index import engine as engine_module
 from moss.index import ranking
 from moss.index.engine import Engine
-from moss.index.quantize import BLOCK, Int8Codes, Int8Index, _scanner, quantize_rows
+from moss.index.int8_kernel import scanner
+from moss.index.quantize import BLOCK, Int8Codes, Int8Index, quantize_rows
 
 
 def unit(rng: np.random.Generator, count: int, dim: int) -> np.ndarray:
@@ -54,7 +55,7 @@ def test_onnx_product_is_the_exact_integer_product() -> None:
     rng = np.random.default_rng(0)
     queries = rng.integers(0, 256, (3, 40), dtype=np.uint8)
     codes = rng.integers(-127, 128, (40, 77), dtype=np.int8)
-    got = _scanner()(queries, codes)
+    got = scanner()(queries, codes)
     assert got.dtype == np.int32
     assert np.array_equal(got, queries.astype(np.int32) @ codes.astype(np.int32))
 
@@ -261,10 +262,13 @@ def test_stored_codes_become_kernel_blocks_across_block_boundaries() -> None:
     stored = built.export()
     assert stored.codes.shape == (BLOCK + 7, 3) and stored.codes.flags.c_contiguous
     adopted = Int8Index.from_codes(stored, BLOCK + 7, 3)
-    assert [block.shape for block in adopted._blocks] == [(3, BLOCK), (3, 7)]
-    assert np.array_equal(adopted._sums, stored.codes.sum(axis=1, dtype=np.int32))
+    # Adopted as they are: the blocks are built by the first scan.
+    assert adopted._blocks == [] and adopted.export().codes is stored.codes
     queries = unit(rng, 2, 3)
     assert np.array_equal(adopted.scores(queries), built.scores(queries))
+    assert [block.shape for block in adopted._blocks] == [(3, BLOCK), (3, 7)]
+    assert np.array_equal(adopted._sums, stored.codes.sum(axis=1, dtype=np.int32))
+    assert np.array_equal(adopted.export().codes, stored.codes)
 
 
 def test_faster_kernel_is_decided_by_timing() -> None:
@@ -316,3 +320,26 @@ def test_int8_engine_falls_back_to_exact_float32_when_int8_loses(
     assert engine.precision == "int8"
     # Measured once for single queries and once for batches, then remembered.
     assert len(decisions) == 2
+
+
+def test_adopted_codes_are_exported_uncopied_until_a_write_changes_them() -> None:
+    rng = np.random.default_rng(11)
+    vectors = unit(rng, 30, 4)
+    stored = Int8Index.build(vectors).export()
+    engine = Engine.from_arrays(
+        vectors.copy(),
+        [f"d{i}" for i in range(30)],
+        ["t"] * 30,
+        [None] * 30,
+        precision="int8",
+        int8=stored,
+    )
+    first = engine.export_all().int8
+    assert first is not None and first.codes is stored.codes and not first.codes.flags.writeable
+    before = stored.codes.copy()
+    engine.upsert(["d3"], ["t"], [None], unit(rng, 1, 4))
+    engine.delete(["d0"])
+    assert np.array_equal(stored.codes, before)  # never written in place
+    assert_in_step(engine)
+    after = engine.export_all().int8
+    assert after is not None and after.codes is not stored.codes and len(after.codes) == 29

@@ -17,20 +17,23 @@ zero point (with one: 4.3 ms), so the query is shifted by +128 and the shift is
 subtracted exactly afterwards: ``sum((q + 128) * c) - 128 * sum(c)``, with the per-document sums
 of codes kept beside the blocks. Blocks of 65536 documents keep the kernel's packing buffers in
 cache: one 1M-document block took 37 ms, sixteen blocks 28 ms. Snapshots store the codes
-row-major instead (engine-neutral, :class:`Int8Codes`): :meth:`Int8Index.from_codes` and
-:meth:`Int8Index.export` convert.
+row-major instead (engine-neutral, :class:`Int8Codes`). The transposition costs ~40-60 ms per
+100k x 384 each way, so :meth:`Int8Index.from_codes` adopts the row-major codes as they are and
+builds the blocks only at the first scan or write (never, where the int8 scan measures slower
+than float32 and so never runs), and :meth:`Int8Index.export` hands them back uncopied while
+they are still current: opening costs nothing and re-pushing an unchanged session nothing.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import InvalidArgumentError, MossError
+from ..errors import InvalidArgumentError
+from .int8_kernel import scanner
 
 __all__ = ["BLOCK", "Int8Codes", "Int8Index", "check_codes", "quantize_rows"]
 
@@ -121,6 +124,8 @@ class Int8Index:
         # doubling of the count (so the cost stays amortised O(1) per vector); in between,
         # outliers are clipped, which only costs the candidate a little rank before re-ranking.
         self._calibrated_at = 0
+        # Row-major codes adopted from a snapshot, until the first scan or write needs blocks.
+        self._rowmajor: Codes | None = None
 
     @classmethod
     def from_codes(cls, int8: tuple[Codes, Matrix], count: int, dimension: int) -> Int8Index:
@@ -130,13 +135,25 @@ class Int8Index:
         codes, scales = int8
         index = cls(dimension)
         index._scales = np.ascontiguousarray(scales, dtype=np.float32)
-        index._blocks = [
-            _transposed(codes[start : start + BLOCK]) for start in range(0, count, BLOCK)
-        ]
         index._count = count
         index._calibrated_at = count
-        index._sums = codes.sum(axis=1, dtype=np.int32)
+        if count:
+            # Adopted, never written: handed back by export() until the blocks replace them.
+            codes = np.ascontiguousarray(codes)
+            codes.flags.writeable = False
+            index._rowmajor = codes
         return index
+
+    def _blocked(self) -> None:
+        """Turn adopted row-major codes into the kernel's blocks (before a scan or a write)."""
+        codes = self._rowmajor
+        if codes is None:
+            return
+        self._blocks = [
+            _transposed(codes[start : start + BLOCK]) for start in range(0, self._count, BLOCK)
+        ]
+        self._sums = codes.sum(axis=1, dtype=np.int32)
+        self._rowmajor = None
 
     @classmethod
     def build(cls, vectors: Matrix) -> Int8Index:
@@ -151,13 +168,15 @@ class Int8Index:
     @property
     def nbytes(self) -> int:
         """Memory held by the codes and their sums."""
-        return sum(block.nbytes for block in self._blocks) + self._sums.nbytes
+        adopted = 0 if self._rowmajor is None else self._rowmajor.nbytes
+        return sum(block.nbytes for block in self._blocks) + self._sums.nbytes + adopted
 
     # --- writes ---------------------------------------------------------------------------
 
     def rebuild(self, vectors: Matrix) -> None:
         """Recompute the scales from ``vectors`` (all rows) and quantise every row again."""
         self._scales = calibrate(vectors)
+        self._rowmajor = None
         self._blocks = []
         self._sums = np.zeros(0, dtype=np.int32)
         self._count = 0
@@ -166,6 +185,7 @@ class Int8Index:
 
     def append(self, vectors: Matrix, everything: Matrix) -> None:
         """Add ``vectors`` as the next rows; ``everything`` is all rows once they are added."""
+        self._blocked()
         codes, clipped = quantize_rows(vectors, self._scales)
         if self._needs_calibration(clipped, len(everything)):
             self.rebuild(everything)
@@ -178,6 +198,7 @@ class Int8Index:
 
     def assign(self, rows: Sequence[int], vectors: Matrix, everything: Matrix) -> None:
         """Overwrite ``rows`` with the codes of ``vectors`` (``everything``: all rows, updated)."""
+        self._blocked()
         codes, clipped = quantize_rows(vectors, self._scales)
         if self._needs_calibration(clipped, len(everything)):
             self.rebuild(everything)
@@ -189,6 +210,7 @@ class Int8Index:
 
     def move(self, source: int, target: int) -> None:
         """Copy row ``source`` over row ``target`` (the engine's delete fills holes this way)."""
+        self._blocked()
         sb, sc = divmod(source, BLOCK)
         tb, tc = divmod(target, BLOCK)
         self._blocks[tb][:, tc] = self._blocks[sb][:, sc]
@@ -196,6 +218,7 @@ class Int8Index:
 
     def truncate(self, count: int) -> None:
         """Forget the rows from ``count`` on, releasing blocks no longer used."""
+        self._blocked()
         self._count = min(count, self._count)
         del self._blocks[-(-self._count // BLOCK) :]
         if len(self._sums) > 2 * max(self._count, _MIN_WIDTH):
@@ -246,12 +269,13 @@ class Int8Index:
 
     def scores(self, queries: Matrix) -> Scores:
         """Approximate inner products (scaled integers), shape (len(queries), count)."""
+        self._blocked()
         count = self._count
         out: Scores = np.empty((len(queries), count), dtype=np.int32)
         if count == 0:
             return out
         shifted = self._quantize_queries(queries)
-        run = _scanner()
+        run = scanner()
         for start, block in zip(range(0, count, BLOCK), self._blocks, strict=False):
             width = min(BLOCK, count - start)
             # A growing last block has spare columns: the product covers them (the kernel needs
@@ -275,7 +299,10 @@ class Int8Index:
         return shifted
 
     def export(self) -> Int8Codes:
-        """A copy of the codes in the neutral row-major layout, and of the scales."""
+        """The codes in the neutral row-major layout (a copy, or the adopted read-only codes
+        while no write has changed them), and a copy of the scales."""
+        if self._rowmajor is not None:
+            return Int8Codes(self._rowmajor, self._scales.copy())
         codes: Codes = np.empty((self._count, self._dimension), dtype=np.int8)
         for block, width in enumerate(block_widths(self._count)):
             start = block * BLOCK
@@ -297,92 +324,3 @@ def _transposed(source: Codes, target: Codes | None = None) -> Codes:
     for start in range(0, rows, strip):
         target[:, start : start + strip] = source[start : start + strip].T
     return target
-
-
-# --- the integer product, in onnxruntime ------------------------------------------------------
-
-
-def _scanner() -> _Scanner:
-    global _loaded
-    scanner = _loaded
-    if scanner is None:
-        with _lock:  # one session per process, also when many threads ask at once
-            if _loaded is None:
-                _loaded = _Scanner()
-            scanner = _loaded
-    return scanner
-
-
-class _Scanner:
-    """One onnxruntime session computing ``uint8 (m, d) x int8 (d, n) -> int32 (m, n)``."""
-
-    def __init__(self) -> None:
-        try:
-            import onnxruntime as ort
-
-            options = ort.SessionOptions()
-            # One thread: a query is memory-bound, and the engine may serve several threads.
-            options.intra_op_num_threads = 1
-            options.inter_op_num_threads = 1
-            options.log_severity_level = 3
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            self._session = ort.InferenceSession(
-                matmul_integer_model(), options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime raises its own error types
-            raise MossError(f"cannot start the int8 scan (onnxruntime): {exc}") from exc
-
-    def __call__(self, queries: npt.NDArray[np.uint8], block: Codes) -> Scores:
-        try:
-            result: Scores = self._session.run(None, {"q": queries, "codes": block})[0]
-        except Exception as exc:
-            raise MossError(f"the int8 scan failed in onnxruntime: {exc}") from exc
-        return result
-
-
-_lock = threading.Lock()
-_loaded: _Scanner | None = None
-
-
-def matmul_integer_model() -> bytes:
-    """The ONNX model ``s = MatMulInteger(q, codes)``, encoded by hand.
-
-    Encoding the few protobuf messages directly avoids depending on the ``onnx`` package for
-    one three-tensor graph. Field numbers are those of onnx.proto (ModelProto, GraphProto,
-    NodeProto, ValueInfoProto, TypeProto, TensorShapeProto).
-    """
-    uint8, int8, int32 = 2, 3, 6  # TensorProto.DataType
-    node = _message(1, b"q") + _message(1, b"codes") + _message(2, b"s")
-    node += _message(3, b"scan") + _message(4, b"MatMulInteger")
-    graph = _message(1, node) + _message(2, b"moss_int8_scan")
-    graph += _message(11, _tensor_info("q", uint8, ("queries", "dimension")))
-    graph += _message(11, _tensor_info("codes", int8, ("dimension", "documents")))
-    graph += _message(12, _tensor_info("s", int32, ("queries", "documents")))
-    opset = _message(1, b"") + _varint_field(2, 13)
-    return _varint_field(1, 8) + _message(2, b"moss") + _message(7, graph) + _message(8, opset)
-
-
-def _tensor_info(name: str, elem_type: int, dims: tuple[str, ...]) -> bytes:
-    shape = b"".join(_message(1, _message(2, dim.encode())) for dim in dims)
-    tensor = _varint_field(1, elem_type) + _message(2, shape)
-    return _message(1, name.encode()) + _message(2, _message(1, tensor))
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _varint_field(number: int, value: int) -> bytes:
-    return _varint(number << 3) + _varint(value)
-
-
-def _message(number: int, payload: bytes) -> bytes:
-    """A length-delimited field (wire type 2): strings, bytes and nested messages."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
