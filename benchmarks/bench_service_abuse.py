@@ -48,7 +48,7 @@ LIMITS = {"MOSS_SERVE_DOWNLOAD_STALL_SECONDS": "5", "MOSS_SERVE_UPLOAD_IDLE_SECO
 
 def rss_mib(server: Server) -> float:
     assert server.process is not None
-    return psutil.Process(server.process.pid).memory_info().rss / (1 << 20)
+    return float(psutil.Process(server.process.pid).memory_info().rss) / (1 << 20)
 
 
 def raw_request(server: Server, head: str, body: bytes = b"") -> socket.socket:

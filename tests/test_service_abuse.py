@@ -263,7 +263,12 @@ def test_an_unknown_project_costs_a_key_hash_too(monkeypatch: pytest.MonkeyPatch
 
     hashed: list[str] = []
     real = auth.hash_key
-    monkeypatch.setattr(auth, "hash_key", lambda key: hashed.append(key) or real(key))
+
+    def counting(key: str) -> str:
+        hashed.append(key)
+        return real(key)
+
+    monkeypatch.setattr(auth, "hash_key", counting)
     assert not AuthTable().verify("nobody", KEY)
     assert hashed == [KEY]
 
