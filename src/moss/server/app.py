@@ -34,7 +34,7 @@ from ..validation import NAME_PATTERN, validate_name
 from ..version import __version__
 from . import models
 from .auth import Authenticator
-from .downloads import DownloadResponse
+from .downloads import DownloadResponse, install_quiet_drops
 from .errors import install_error_handlers
 from .limits import Limits, UploadSlots
 from .memory import pin_mmap_threshold
@@ -116,6 +116,7 @@ def create_app(
     if max_upload_bytes < 1:
         raise InvalidArgumentError(f"max_upload_bytes must be positive, got {max_upload_bytes}")
     pin_mmap_threshold()  # large buffers go back to the system when freed
+    install_quiet_drops()
     service = Service(
         store,
         max_upload_bytes=max_upload_bytes,

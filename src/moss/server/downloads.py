@@ -10,6 +10,7 @@ the moment the response ends, however it ends (complete, cut off, cancelled or t
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Mapping
 
@@ -22,6 +23,26 @@ from ..stores.base import AsyncDownload
 PIECE_BYTES = 64 << 10
 
 _log = logging.getLogger("moss.server")
+#: Set in the task of a download this module dropped on purpose (read by :class:`QuietDrops`).
+_dropped: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "moss_download_dropped", default=False
+)
+_UNFINISHED = "ASGI callable returned without completing response."
+
+
+class QuietDrops(logging.Filter):
+    """Silence uvicorn's error line for a download this module dropped (already logged as a
+    warning naming the client's stall); every other unfinished response still logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.getMessage() == _UNFINISHED and _dropped.get())
+
+
+def install_quiet_drops() -> None:
+    """Attach :class:`QuietDrops` to uvicorn's error logger (once)."""
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, QuietDrops) for f in logger.filters):
+        logger.addFilter(QuietDrops())
 
 
 class DownloadResponse(Response):
@@ -52,8 +73,11 @@ class DownloadResponse(Response):
                     )
             await self._send(send, {"type": "http.response.body", "body": b"", "more_body": False})
         except TimeoutError:
-            # Returning unfinished makes uvicorn close the connection (one log line, no trace).
-            _log.info("dropped a download whose client read nothing for %g s", self._stall_seconds)
+            # Returning unfinished makes uvicorn close the connection.
+            _dropped.set(True)
+            _log.warning(
+                "dropped a download whose client read nothing for %g s", self._stall_seconds
+            )
         except OSError:
             pass  # the client went away: nothing to answer
         finally:
