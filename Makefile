@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint docs bench clean
+.PHONY: demo test lint docs bench dist clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -35,8 +35,14 @@ lint: $(VENV)/.test
 docs: $(VENV)/.test
 	$(PY) docs/build_api.py
 
+# Wheels of moss-sessions and both adapters, for machines that install from files, not an index.
+dist: | $(PY)
+	rm -rf dist
+	$(PIP) wheel --no-deps -w dist . $(foreach p,$(wildcard integrations/*/pyproject.toml),$(dir $(p)))
+	@ls dist
+
 bench: $(VENV)/.test
 	$(PY) benchmarks/bench_core.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) dist .pytest_cache .mypy_cache .ruff_cache .hypothesis

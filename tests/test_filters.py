@@ -447,3 +447,12 @@ def test_number_subclasses_compare_as_numbers() -> None:
         assert compiled is not None
         assert compiled.mask(metas).tolist() == expected
         assert [compiled(m) for m in metas] == expected
+
+
+@pytest.mark.parametrize("operand", [[1], {"x": 1}, True, None])
+@pytest.mark.parametrize("op", ["$gt", "$gte", "$lt", "$lte"])
+def test_ordering_against_an_unorderable_value_is_an_error(op: str, operand: object) -> None:
+    with pytest.raises(InvalidArgumentError, match="compares with a number or a string"):
+        compile_filter({"price": {op: operand}})
+    with pytest.raises(InvalidArgumentError, match="compares with a number or a string"):
+        compile_filter({"field": "price", "condition": {op: operand}})
