@@ -12,8 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from moss.index.engine import Engine, StoredDoc
 from moss.errors import InvalidArgumentError
+from moss.index import ranking
+from moss.index.engine import Engine, StoredDoc
 from moss.index.filters import compile_filter
 from test_filters import filters, metadatas
 
@@ -401,6 +402,45 @@ def test_search_many_equals_search() -> None:
         single = engine.search(query, 4, filter=flt, min_score=0.1)
         assert [doc for doc, _ in hits] == [doc for doc, _ in single]
         np.testing.assert_allclose([s for _, s in hits], [s for _, s in single], atol=1e-6)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    shape=st.tuples(st.integers(1, 4), st.integers(1, 3000)),
+    count=st.integers(1, 40),
+    seed=st.integers(0, 2**32 - 1),
+    levels=st.sampled_from([3, 50, 10**6]),
+    floor=st.one_of(st.none(), st.floats(-1.0, 1.0)),
+)
+def test_candidates_hold_the_top_k_and_every_tie(
+    shape: tuple[int, int], count: int, seed: int, levels: int, floor: float | None
+) -> None:
+    rng = np.random.default_rng(seed)
+    # Few distinct levels make many ties at the cut.
+    scores = (rng.integers(0, levels, shape) / levels).astype(np.float32)
+    for row, columns in zip(scores, ranking.candidates(scores, count, floor), strict=True):
+        kth = np.sort(row)[::-1][min(count, len(row)) - 1]
+        needed = set(np.flatnonzero(row >= kth).tolist())
+        if floor is not None:
+            needed = {c for c in needed if row[c] >= floor}
+            assert all(row[c] >= np.float32(floor) for c in columns.tolist())
+        assert needed <= set(columns.tolist())
+        assert list(columns) == sorted(set(columns.tolist()))
+
+
+def test_search_many_matches_brute_force_past_the_grouped_bound() -> None:
+    rng = np.random.default_rng(12)
+    count = 5000  # large enough for the grouped bound on 10 results
+    vectors = unit(rng, count)
+    ids = [f"d{i}" for i in range(count)]
+    metas: list[Any] = [{"k": i % 3} for i in range(count)]
+    engine = Engine.from_arrays(vectors.copy(), list(ids), ["t"] * count, list(metas))
+    queries = unit(rng, 40)
+    for flt, min_score in ((None, None), ({"k": 1}, None), ({"k": {"$ne": 0}}, 0.3)):
+        many = engine.search_many(queries, 10, filter=flt, min_score=min_score)
+        for query, hits in zip(queries, many, strict=True):
+            want = brute_force(vectors, ids, metas, query, 10, flt, min_score)
+            assert_same_hits(hits, want)
 
 
 @settings(max_examples=60, deadline=None)

@@ -343,3 +343,23 @@ def test_adopted_codes_are_exported_uncopied_until_a_write_changes_them() -> Non
     assert_in_step(engine)
     after = engine.export_all().int8
     assert after is not None and after.codes is not stored.codes and len(after.codes) == 29
+
+
+@pytest.mark.usefixtures("int8_everywhere")
+def test_int8_search_many_with_filters_matches_search() -> None:
+    rng = np.random.default_rng(13)
+    count = 4000
+    vectors = unit(rng, count, 16)
+    meta: list[dict[str, Any] | None] = [{"k": i % 2} for i in range(count)]
+    ids = [f"d{i}" for i in range(count)]
+    engine = Engine.from_arrays(vectors.copy(), ids, ["t"] * count, meta, precision="int8")
+    queries = unit(rng, 70, 16)  # more than one block of queries
+    rows = np.flatnonzero(np.arange(count) % 2 == 1)
+    for flt, min_score in ((None, None), ({"k": 1}, 0.2)):
+        many = engine.search_many(queries, 5, filter=flt, min_score=min_score)
+        assert len(many) == 70
+        for query, hits in zip(queries, many, strict=True):
+            assert hits == engine.search(query, 5, filter=flt, min_score=min_score)
+            top = exact_top(vectors, query, 5, None if flt is None else rows)
+            want = [f"d{i}" for i in top if min_score is None or vectors[i] @ query >= min_score]
+            assert [doc.id for doc, _ in hits] == want

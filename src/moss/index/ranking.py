@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from .rows import DocumentRows
 
-__all__ = ["faster_kernel", "rank_exact", "rank_int8", "rank_measured"]
+__all__ = ["candidates", "faster_kernel", "rank_exact", "rank_int8", "rank_measured"]
 
 Matrix = npt.NDArray[np.float32]
 Rows = npt.NDArray[np.intp]
@@ -32,6 +32,10 @@ GATHER_FRACTION = 0.125
 # _RERANK_FACTOR x top_k if more: a gather of 100 rows costs ~20 us, so erring high is cheap.
 _RERANK_MIN = 100
 _RERANK_FACTOR = 10
+# Top-k candidates: the maxima of groups of at most _GROUP columns bound the k-th best score,
+# with at least _GROUPS_PER_PICK groups per wanted score (more: a tighter bound, fewer picks).
+_GROUP = 64
+_GROUPS_PER_PICK = 4
 # Timed runs of each kernel when the int8 scan is first weighed against float32 (the fastest
 # run counts: on shared cores the others measure the neighbours, not the kernel).
 _TRIALS = 3
@@ -43,10 +47,48 @@ def rank_exact(
     store: DocumentRows, queries: Matrix, subset: Rows | None, top_k: int, min_score: float | None
 ) -> Picks:
     """The best (row, score) pairs of each query by exact float32 scores."""
-    return [
-        top(store, row_scores, subset, top_k, min_score)
-        for row_scores in _scores(store, queries, subset)
-    ]
+    scores = _scores(store, queries, subset)
+    picks = []
+    for query, columns in enumerate(candidates(scores, top_k, min_score)):
+        rows = columns if subset is None else subset[columns]
+        picks.append(top(store, scores[query, columns], rows, top_k, min_score))
+    return picks
+
+
+def candidates(
+    scores: npt.NDArray[np.float32] | npt.NDArray[np.int32], count: int, floor: float | None = None
+) -> list[Rows]:
+    """For each row of ``scores``, ascending columns that include its ``count`` best scores and
+    every score tied with the last of them (and none below ``floor``), few more.
+
+    A partition per query walks its row several times (~1 ms per 100k scores, as long as the
+    product itself for a batch of queries). Instead the maxima of disjoint groups of columns
+    bound the ``count``-th best score from below (``count`` groups each hold a score at least
+    that high), so one comparison over the whole matrix keeps only the few columns above it.
+    A group is every ``groups``-th column: the maxima are then an element-wise maximum of
+    contiguous slices (SIMD), several times faster than reducing short runs.
+    """
+    m, n = scores.shape
+    width = min(_GROUP, n // (_GROUPS_PER_PICK * count))
+    if n == 0:
+        return [np.arange(0) for _ in range(m)]
+    if n <= count:
+        bounds = scores.min(axis=1)
+    elif width < 2:
+        bounds = np.partition(scores, n - count, axis=1)[:, n - count]
+    else:
+        groups = n // width
+        peaks = scores[:, : groups * width].reshape(m, width, groups).max(axis=1)
+        if groups * width < n:  # the last columns make one more group
+            tail = scores[:, groups * width :].max(axis=1, keepdims=True)
+            peaks = np.concatenate([peaks, tail], axis=1)
+        bounds = np.partition(peaks, peaks.shape[1] - count, axis=1)[:, peaks.shape[1] - count]
+    if floor is not None:
+        bounds = np.maximum(bounds, np.asarray(floor, dtype=bounds.dtype))
+    # One flat nonzero: np.nonzero over a 2-d mask is ~20x slower.
+    flat = np.flatnonzero(scores >= bounds[:, None])
+    ends = np.searchsorted(flat, np.arange(1, m) * n)
+    return [part - i * n for i, part in enumerate(np.split(flat, ends))]
 
 
 def rank_measured(
@@ -102,12 +144,8 @@ def rank_int8(
         approx = approx[:, subset]
     wanted = max(_RERANK_MIN, _RERANK_FACTOR * top_k)
     picks = []
-    for query, row_approx in zip(queries, approx, strict=True):
-        if len(row_approx) > wanted:
-            candidates = np.argpartition(row_approx, len(row_approx) - wanted)[-wanted:]
-        else:
-            candidates = np.arange(len(row_approx))
-        rows = candidates if subset is None else subset[candidates]
+    for query, columns in zip(queries, candidates(approx, wanted), strict=True):
+        rows = columns if subset is None else subset[columns]
         exact: Matrix = np.einsum("ij,j->i", store.vectors[rows], query)  # see _product
         picks.append(top(store, exact, rows, top_k, min_score))
     return picks
