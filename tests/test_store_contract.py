@@ -223,3 +223,17 @@ def test_ttl_expires_the_index_and_a_put_without_ttl_clears_it(store: Store) -> 
         store.put(P, "ttl", [blob], ttl=0)
     with pytest.raises(InvalidArgumentError):
         store.put(P, "ttl", [blob], ttl=float("inf"))
+
+
+@pytest.mark.parametrize("bad", [10**300, 2**63, -1])
+async def test_huge_or_negative_versions_are_invalid_arguments(store: Store, bad: int) -> None:
+    store.put(P, "n", [snapshot_bytes("n")])
+    with pytest.raises(InvalidArgumentError):
+        store.get(P, "n", bad)
+    with pytest.raises(InvalidArgumentError):
+        await store.aget(P, "n", bad)
+    with pytest.raises(InvalidArgumentError):
+        store.put(P, "n", [snapshot_bytes("n")], expected_version=bad)
+    with pytest.raises(InvalidArgumentError):
+        await store.awatch(P, "n", bad, 0)
+    assert store.head(P, "n") is not None and store.head(P, "n").version == 1  # type: ignore[union-attr]

@@ -120,15 +120,19 @@ class Notifier:
 
     def _poll(self) -> None:
         seen: dict[Key, tuple[int, int] | None] = {}
+        paths: dict[Key, str] = {}  # made once per watched index: Path joins cost more than a stat
         while True:
             with self._lock:
                 if not self._waiters:
                     self._thread = None  # the next watcher starts a new thread
                     return
                 keys = list(self._waiters)
+            now = time.time_ns()
             for key in keys:
-                stamp = _stamp(self._directory_of(*key))
-                fresh = stamp is not None and time.time_ns() - stamp[0] < _RECENT_NS
+                if key not in paths:
+                    paths[key] = str(self._directory_of(*key))
+                stamp = _stamp(paths[key])
+                fresh = stamp is not None and now - stamp[0] < _RECENT_NS
                 if key in seen and seen[key] == stamp and not fresh:
                     continue
                 seen[key] = stamp
@@ -137,12 +141,14 @@ class Notifier:
                 except OSError:
                     continue  # looked at again next time
                 self.landed(*key, latest)
-            for key in set(seen) - set(keys):
-                del seen[key]
+            if len(paths) > len(keys):
+                for key in set(paths) - set(keys):
+                    del paths[key]
+                    seen.pop(key, None)
             time.sleep(POLL_SECONDS)
 
 
-def _stamp(directory: Path) -> tuple[int, int] | None:
+def _stamp(directory: str) -> tuple[int, int] | None:
     """What changes when a version lands in ``directory``: its mtime (and inode)."""
     try:
         status = os.stat(directory)
