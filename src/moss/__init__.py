@@ -27,6 +27,7 @@ from .stores import FileStore, Store
 from .types import (
     AddResult,
     DocumentInfo,
+    IndexDiff,
     IndexInfo,
     PushResult,
     QueryOptions,
@@ -44,6 +45,7 @@ __all__ = [
     "EmbedderModel",
     "EmbeddingModel",
     "FileStore",
+    "IndexDiff",
     "IndexInfo",
     "IndexNotFoundError",
     "InvalidArgumentError",

@@ -14,16 +14,18 @@ from types import TracebackType
 from .embeddings import EmbeddingModel
 from .errors import IndexNotFoundError, InvalidArgumentError, ModelMismatchError
 from .flow import Flow, run_async, run_sync
+from .history import diff_flow
+from .hydrator import Hydrator
 from .index.engine import PRECISIONS
 from .index.fusion import merge_rankings, rank, to_results
 from .index.local import LocalIndex
-from .loading import Hydrator, model_for_new_index, requested_model
+from .loading import ChainStats, model_for_new_index, requested_model
 from .refresh_policy import logger
 from .session import Session, SessionCore, SyncSession, embed_query
 from .stores import open_store
 from .stores.base import Store
 from .stores.cache import SnapshotCache
-from .types import IndexInfo, QueryOptions, SearchResult
+from .types import IndexDiff, IndexInfo, QueryOptions, SearchResult
 from .validation import validate_name
 
 DEFAULT_PROJECT = "default"
@@ -121,18 +123,13 @@ class MossClient:
                     f"index {name!r} does not exist in {where}: push it first, or check the "
                     "name, the project and the store (MOSS_STORE, MOSS_PROJECT_ID)"
                 )
-            bound, engine, keywords, number, stale = (
-                model_for_new_index(model_id, model),
-                None,
-                None,
-                0,
-                False,
-            )
+            bound, engine, keywords = model_for_new_index(model_id, model), None, None
+            number, stale, chain = 0, False, ChainStats()
         else:
             if precision is not None:
                 loaded.engine.set_precision(precision)
             bound, engine, keywords = loaded.model, loaded.engine, loaded.keywords
-            number, stale = loaded.version, loaded.stale
+            number, stale, chain = loaded.version, loaded.stale, loaded.chain
         logger.info("opened index %r of %s at version %d", name, where, number)
         core = SessionCore(
             name=name,
@@ -141,6 +138,7 @@ class MossClient:
             index=LocalIndex(engine, keywords, precision=precision),
             version=number,
             stale=stale,
+            chain=chain,
         )
         self._opened[name] = core
         return core
@@ -214,6 +212,21 @@ class MossClient:
         """Describe every index of the project (latest version each), sorted by name."""
         return await self.store.alist(self.project_id)
 
+    async def versions(self, index_name: str) -> list[IndexInfo]:
+        """Every kept version of an index, oldest first: its kind (``"full"`` or ``"delta"``),
+        ``author``, ``message``, ``created_at``, documents and size (empty if it does not exist)."""
+        return await self.store.aversions(self.project_id, validate_name(index_name))
+
+    async def diff(self, index_name: str, a: int, b: int) -> IndexDiff:
+        """The document ids added, changed and deleted from version ``a`` to version ``b``.
+
+        ``a`` may be 0 (before the first version). Both versions must still be kept (see
+        :meth:`versions`). Example: what changed since this agent last looked::
+
+            changes = await client.diff("conv-123", seen, session.version)
+        """
+        return await run_async(diff_flow(self._hydrator, validate_name(index_name), a, b))
+
     async def delete_index(self, index_name: str) -> bool:
         """Delete every version of an index; return whether it existed."""
         return await self.store.adelete(self.project_id, validate_name(index_name))
@@ -286,6 +299,14 @@ class SyncClient:
     def list_indexes(self) -> list[IndexInfo]:
         """Blocking twin of :meth:`MossClient.list_indexes`."""
         return self._client.store.list(self._client.project_id)
+
+    def versions(self, index_name: str) -> list[IndexInfo]:
+        """Blocking twin of :meth:`MossClient.versions`."""
+        return self._client.store.versions(self._client.project_id, validate_name(index_name))
+
+    def diff(self, index_name: str, a: int, b: int) -> IndexDiff:
+        """Blocking twin of :meth:`MossClient.diff`."""
+        return run_sync(diff_flow(self._client._hydrator, validate_name(index_name), a, b))
 
     def delete_index(self, index_name: str) -> bool:
         """Blocking twin of :meth:`MossClient.delete_index`."""

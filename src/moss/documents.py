@@ -11,12 +11,14 @@ import numpy.typing as npt
 from .embeddings import EmbeddingModel, normalize_rows
 from .errors import InvalidArgumentError
 from .index.gc_pause import gc_paused
-from .types import DocumentInfo
+from .types import DocumentInfo, QueryOptions
 from .validation import (
+    validate_alpha,
     validate_batch,
     validate_doc_id,
     validate_metadata,
     validate_text,
+    validate_top_k,
     validate_vector,
 )
 
@@ -136,3 +138,22 @@ def assemble_vectors(
     if embedded is not None:
         matrix[prepared.missing_rows] = embedded
     return matrix
+
+
+def check_query_options(text: object, options: object) -> QueryOptions:
+    """Check a query's text and options (None: the defaults); return the options."""
+    options = options if options is not None else QueryOptions()
+    if not isinstance(options, QueryOptions):
+        raise InvalidArgumentError(f"options must be QueryOptions, got {type(options).__name__}")
+    if not isinstance(text, str):
+        raise InvalidArgumentError(f"query text must be a str, got {type(text).__name__}")
+    if options.embedding is None and not text.strip():
+        raise InvalidArgumentError(
+            "the query text is empty: pass the text to search for, or a query vector in "
+            "QueryOptions(embedding=[...])"
+        )
+    validate_top_k(options.top_k)
+    validate_alpha(options.alpha)
+    if options.min_score is not None and not isinstance(options.min_score, (int, float)):
+        raise InvalidArgumentError(f"min_score must be a number, got {options.min_score!r}")
+    return options

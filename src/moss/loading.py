@@ -1,37 +1,23 @@
-"""Open stored versions: check the model against the header, decode into an engine, cache.
-
-The decision logic lives once, in :meth:`Hydrator.load_flow`, driven blocking or awaited.
-"""
+"""Open stored versions: check the model against each header, build an engine from a full
+snapshot and the deltas after it (the fetching lives in :mod:`moss.hydrator`)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import Iterator
-from dataclasses import dataclass
-from functools import partial
-from typing import Any, BinaryIO, TypeVar
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from .embeddings import DEFAULT_MODEL_ID, CustomModel, EmbeddingModel, resolve_model
-from .errors import (
-    IndexNotFoundError,
-    InvalidArgumentError,
-    ModelMismatchError,
-    ServiceUnavailableError,
-    SnapshotError,
-)
-from .flow import Flow, Io, Offload
+from .errors import InvalidArgumentError, ModelMismatchError, SnapshotError
 from .index.columns import LazyColumn
 from .index.engine import Engine
 from .index.keyword import KeywordIndex
-from .snapshot.codec import SnapshotData, SnapshotHeader, SnapshotReader
+from .index.local import Changes, LocalIndex
+from .snapshot.codec import DeltaData, SnapshotData, SnapshotHeader
 from .snapshot.keywords import decode_keywords
-from .stores.base import AsyncDownload, Download, Store
-from .stores.cache import SnapshotCache
-from .stores.chunks import CHUNK_SIZE
 
 _T = TypeVar("_T")
 Metadata = dict[str, Any] | None
@@ -97,6 +83,30 @@ def model_for_header(
     return model
 
 
+Frame = tuple[int, SnapshotData | DeltaData]
+
+
+@dataclass(frozen=True)
+class ChainStats:
+    """The chain behind a version: deltas since the newest full snapshot, their bytes, and the
+    full snapshot's bytes (a pusher compacts when it grows too long)."""
+
+    length: int = 0
+    bytes: int = 0
+    base_bytes: int = 0
+
+    def then(self, frames: Iterable[Frame]) -> ChainStats:
+        """The stats after these versions."""
+        stats = self
+        for _, data in frames:
+            size = data.header.total_size
+            if isinstance(data, SnapshotData):
+                stats = ChainStats(0, 0, size)
+            else:
+                stats = ChainStats(stats.length + 1, stats.bytes + size, stats.base_bytes)
+        return stats
+
+
 @dataclass
 class Loaded:
     """A decoded version: the bound model, its engine, its number, and whether it came from a stale cache."""
@@ -106,11 +116,12 @@ class Loaded:
     version: int
     stale: bool = False
     keywords: KeywordIndex | None = None
+    chain: ChainStats = field(default_factory=ChainStats)
 
 
 @dataclass(frozen=True)
 class Decoded:
-    """The immutable pieces of one decoded version; each session opened from it gets its own engine.
+    """The immutable pieces of one decoded full snapshot; each session opened from it gets its own engine.
 
     The vectors are read-only (an engine copies them before its first in-place write) and lazy
     columns are immutable views, so opening again costs the id list, the id map and the keyword
@@ -118,22 +129,31 @@ class Decoded:
     """
 
     version: int
-    header: SnapshotHeader
     vectors: npt.NDArray[np.float32]
     ids: tuple[str, ...]
     texts: list[str] | LazyColumn[str]
     metadata: list[Metadata] | LazyColumn[Metadata]
     keywords: bytes | None
+    size: int
 
-    def open(
-        self, model_id: str | None, model: EmbeddingModel | None, stale: bool = False
-    ) -> Loaded:
-        """A new engine over these pieces, for a session of its own."""
-        bound = model_for_header(self.header, model_id, model)
+    @classmethod
+    def of(cls, version: int, data: SnapshotData) -> Decoded:
+        data.vectors.flags.writeable = False
+        return cls(
+            version,
+            data.vectors,
+            tuple(data.ids),
+            data.texts,
+            data.metadata,
+            data.keywords,
+            data.header.total_size,
+        )
+
+    def pieces(self) -> tuple[Engine, KeywordIndex | None]:
+        """A new engine (and keyword index) over these pieces, for a session of its own."""
         ids, texts, metadata = list(self.ids), _own(self.texts), _own(self.metadata)
         keywords = _keywords(self.keywords, ids, metadata)
-        engine = Engine.from_arrays(self.vectors, ids, texts, metadata)
-        return Loaded(bound, engine, self.version, stale, keywords)
+        return Engine.from_arrays(self.vectors, ids, texts, metadata), keywords
 
 
 def _own(column: list[_T] | LazyColumn[_T]) -> list[_T] | LazyColumn[_T]:
@@ -152,201 +172,44 @@ def _keywords(
         return None  # checksummed, so only a writer bug lands here: rebuild lazily
 
 
-class Decoder:
-    """Feed snapshot bytes in; check the model as soon as the header is known; get an engine out.
-
-    With ``shareable``, float32 versions also leave their pieces in :attr:`decoded` for cheap
-    re-opens (int8 codes are updated in place by writes, so those versions are not shared).
-    """
-
-    def __init__(
-        self,
-        name: str,
-        model_id: str | None,
-        model: EmbeddingModel | None,
-        *,
-        shareable: bool = False,
-    ) -> None:
-        self._reader = SnapshotReader(keep_data=True, expected_name=name)
-        self._model_id = model_id
-        self._model = model
-        self._bound: EmbeddingModel | None = None
-        self._shareable = shareable
-        self.decoded: Decoded | None = None
-
-    def feed(self, chunk: bytes | memoryview) -> None:
-        self._reader.feed(chunk)
-        if self._bound is None and self._reader.header is not None:
-            self._bound = model_for_header(self._reader.header, self._model_id, self._model)
-
-    def finish(self, version: int, stale: bool = False) -> Loaded:
-        data = self._reader.finish()
-        assert isinstance(data, SnapshotData)
-        bound = self._bound or model_for_header(data.header, self._model_id, self._model)
-        if self._shareable and data.int8 is None:
-            data.vectors.flags.writeable = False
-            self.decoded = Decoded(
-                version,
-                data.header,
-                data.vectors,
-                tuple(data.ids),
-                data.texts,
-                data.metadata,
-                data.keywords,
-            )
-            return self.decoded.open(self._model_id, bound, stale)
-        keywords = _keywords(
-            data.keywords, data.ids, data.metadata
-        )  # before from_arrays adopts them
-        engine = Engine.from_arrays(
-            data.vectors,
-            data.ids,
-            data.texts,
-            data.metadata,
-            precision=data.precision,
-            int8=data.int8,
-        )
-        return Loaded(bound, engine, version, stale, keywords)
+def full_pieces(data: SnapshotData) -> tuple[Engine, KeywordIndex | None]:
+    """An engine that adopts a decoded full snapshot's arrays (int8 codes included)."""
+    keywords = _keywords(data.keywords, data.ids, data.metadata)  # before the engine adopts them
+    engine = Engine.from_arrays(
+        data.vectors, data.ids, data.texts, data.metadata, precision=data.precision, int8=data.int8
+    )
+    return engine, keywords
 
 
-@dataclass(frozen=True)
-class _Drain:
-    """A flow step: feed a whole download to the decoder (and to the cache file), then close it."""
-
-    download: Download | AsyncDownload
-    decoder: Decoder
-    out: BinaryIO | None
-
-    def run(self) -> None:
-        assert isinstance(self.download, Download)  # store.get's
-        try:
-            for chunk in self.download:
-                self.decoder.feed(chunk)
-                if self.out is not None:
-                    self.out.write(chunk)
-        finally:
-            self.download.close()
-
-    async def arun(self) -> None:
-        assert isinstance(self.download, AsyncDownload)  # store.aget's
-        try:
-            async for chunk in self.download:
-                self.decoder.feed(chunk)
-                if self.out is not None:
-                    await asyncio.to_thread(self.out.write, chunk)
-        finally:
-            await self.download.aclose()
+def delta_changes(data: DeltaData) -> Changes:
+    """A decoded delta as a batch of writes for :meth:`LocalIndex.apply`."""
+    return Changes(data.ids, data.texts, data.metadata, data.vectors, data.deleted)
 
 
-def _file_chunks(handle: BinaryIO) -> Iterator[bytes]:
-    with handle:
-        while block := handle.read(CHUNK_SIZE):
-            yield block
+def assemble(
+    model: EmbeddingModel,
+    start: tuple[Engine, KeywordIndex | None],
+    deltas: Iterable[Frame],
+    version: int,
+    chain: ChainStats,
+    stale: bool = False,
+) -> Loaded:
+    """A full snapshot's engine with the deltas after it applied, as one loaded version."""
+    local = LocalIndex(*start)
+    for _, delta in deltas:
+        assert isinstance(delta, DeltaData)
+        local.apply(delta_changes(delta), record=False)
+    assert local.engine is not None
+    return Loaded(model, local.engine, version, stale, local.keywords, chain)
 
 
-class Hydrator:
-    """Load versions of one project's indexes from a store, through a disk cache for remote stores."""
+class ModelCheck:
+    """Checks every version's header against the requested model; binds the model at the first."""
 
-    def __init__(self, store: Store, project: str, cache: SnapshotCache | None) -> None:
-        self.store = store
-        self.project = project
-        # A local store is its own cache: copying its files would only cost time and disk.
-        self.cache = None if getattr(store, "is_local", False) else cache
-        # The last decoded version of each index (remote stores only), for cheap re-opens.
-        self._decoded: dict[str, Decoded] = {}
+    def __init__(self, model_id: str | None, model: EmbeddingModel | None) -> None:
+        self.model_id = model_id
+        self.model = model
+        self.bound: EmbeddingModel | None = None
 
-    def _decoder(self, name: str, model_id: str | None, model: EmbeddingModel | None) -> Decoder:
-        return Decoder(name, model_id, model, shareable=self.cache is not None)
-
-    def _remember(self, name: str, decoder: Decoder) -> None:
-        if decoder.decoded is not None:
-            self._decoded[name] = decoder.decoded
-
-    def _latest_cached(self, name: str, version: int | None) -> int | None:
-        if self.cache is None or version is not None:
-            return None
-        return self.cache.latest(self.store.location, self.project, name)
-
-    def _from_cache(
-        self,
-        name: str,
-        version: int,
-        model_id: str | None,
-        model: EmbeddingModel | None,
-        stale: bool = False,
-    ) -> Loaded | None:
-        """Decode a cached version; None if it is not cached or found damaged (then dropped)."""
-        if self.cache is None:
-            return None
-        decoded = self._decoded.get(name)
-        if decoded is not None and decoded.version == version:
-            return decoded.open(model_id, model, stale)
-        handle = self.cache.open(self.store.location, self.project, name, version)
-        if handle is None:
-            return None
-        decoder = self._decoder(name, model_id, model)
-        try:
-            for chunk in _file_chunks(handle):
-                decoder.feed(chunk)
-            loaded = decoder.finish(version, stale)
-            self._remember(name, decoder)
-            return loaded
-        except SnapshotError:
-            self.cache.discard(self.store.location, self.project, name, version)
-            return None
-
-    def load_flow(
-        self,
-        name: str,
-        model_id: str | None,
-        model: EmbeddingModel | None,
-        version: int | None = None,
-        *,
-        newer_than: int | None = None,
-    ) -> Flow[Loaded | None]:
-        """The latest (or given) version; None if the index is absent or not newer than ``newer_than``."""
-        if version is not None and (
-            hit := (yield Offload(partial(self._from_cache, name, version, model_id, model)))
-        ):
-            return hit  # type: ignore[no-any-return]
-        cached = self._latest_cached(name, version)
-        store, project, if_none_match = self.store, self.project, newer_than or cached
-        try:
-            download = yield Io(
-                lambda: store.get(project, name, version, if_none_match=if_none_match),
-                lambda: store.aget(project, name, version, if_none_match=if_none_match),
-            )
-        except IndexNotFoundError:
-            if version is not None:
-                raise
-            return None
-        except ServiceUnavailableError:
-            if cached is None:
-                raise
-            stale = partial(self._from_cache, name, cached, model_id, model, True)
-            if not (hit := (yield Offload(stale))):
-                raise
-            return hit  # type: ignore[no-any-return]
-        if download.not_modified:
-            if newer_than is not None and download.version == newer_than:
-                return None
-            number = download.version
-            if hit := (yield Offload(partial(self._from_cache, name, number, model_id, model))):
-                return hit  # type: ignore[no-any-return]
-            download = yield Io(
-                lambda: store.get(project, name, number), lambda: store.aget(project, name, number)
-            )
-        decoder = self._decoder(name, model_id, model)
-        with self._cache_writer(name, download.version) as out:
-            yield _Drain(download, decoder, out)
-            loaded = decoder.finish(download.version)
-        self._remember(name, decoder)
-        return loaded
-
-    @contextlib.contextmanager
-    def _cache_writer(self, name: str, version: int) -> Iterator[BinaryIO | None]:
-        if self.cache is None:
-            yield None
-            return
-        with self.cache.writer(self.store.location, self.project, name, version) as out:
-            yield out
+    def __call__(self, version: int, header: SnapshotHeader) -> None:
+        self.bound = model_for_header(header, self.model_id, self.bound or self.model)

@@ -8,50 +8,37 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 
 from .embeddings import EmbeddingModel
-from .errors import ConflictError, InvalidArgumentError, MossError, ServiceUnavailableError
+from .errors import (
+    ConflictError,
+    IndexNotFoundError,
+    InvalidArgumentError,
+    MossError,
+    ServiceUnavailableError,
+)
 from .flow import Flow, Io, Offload, Sleep
+from .hydrator import Fetched, Hydrator, loaded_from
 from .index.local import LocalIndex
-from .loading import Hydrator, Loaded
-from .snapshot.codec import encode_snapshot
+from .loading import ChainStats, Loaded, delta_changes
+from .snapshot.codec import DeltaData, encode_delta, encode_snapshot
 from .snapshot.keywords import encode_keywords
-from .stores.base import check_ttl
-from .types import PushResult
+from .stores.base import Chunks, check_ttl
+from .types import IndexInfo, PushResult
 
-#: A merge push keeps retrying on conflict for this many seconds, replaying local changes onto
-#: each newer version, before it gives up with ConflictError.
-MERGE_DEADLINE = 30.0
-#: The first retry waits up to this long; each further one up to twice as long (capped below).
-MERGE_FIRST_WAIT = 0.005
-MERGE_MAX_WAIT = 0.5
+#: A push sends a full snapshot instead of a delta once the chain since the last full snapshot
+#: holds this many deltas, or once their bytes pass this fraction of the full snapshot's
+#: (compaction: an ordinary version, so crash-safe and invisible to readers).
+COMPACT_CHAIN_LENGTH = 64
+COMPACT_CHAIN_RATIO = 0.25
 #: How long one watch request waits before asking again (also bounds how late close() is seen).
 WATCH_TIMEOUT = 10.0
 
 logger = logging.getLogger("moss")
-
-
-def merge_backoff(attempt: int) -> float:
-    """Seconds to wait before retry ``attempt`` (0-based): jittered exponential back-off.
-
-    "Full jitter": uniform up to an exponentially growing cap, so racing writers spread out
-    instead of colliding again in lockstep.
-    """
-    return random.uniform(0, min(MERGE_MAX_WAIT, MERGE_FIRST_WAIT * 2**attempt))
-
-
-def gave_up(name: str, attempts: int) -> ConflictError:
-    """The error of a merge push that met a newer version on every attempt until its deadline."""
-    return ConflictError(
-        f"index {name!r} kept changing: {attempts} merge attempts over {MERGE_DEADLINE:g} s "
-        "all met a newer version; push again later"
-    )
 
 
 @dataclass(frozen=True)
@@ -83,6 +70,7 @@ class SessionState:
         index: LocalIndex,
         version: int,
         stale: bool = False,
+        chain: ChainStats | None = None,
     ) -> None:
         self.name = name
         self.hydrator = hydrator
@@ -90,6 +78,8 @@ class SessionState:
         self.index = index
         self.version = version
         self.stale = stale
+        # The chain behind ``version`` as last seen (decides when a push compacts).
+        self.chain = chain or ChainStats()
         self.closed = False
         # One push or refresh at a time: a second push waits, then sees what the first left.
         self.turn = threading.Lock()
@@ -104,7 +94,7 @@ class SessionState:
         if self.closed:
             raise MossError(f"session {self.name!r} is closed: open it again with client.session()")
 
-    # -- pushing and refreshing ----------------------------------------------------------------
+    # -- pushing ---------------------------------------------------------------------------------
 
     def push(
         self,
@@ -113,8 +103,11 @@ class SessionState:
         ttl: float | None,
         *,
         only_if_changed: bool = False,
+        author: str | None = None,
+        message: str | None = None,
     ) -> Flow[PushResult | None]:
-        """Push (merging on conflict if asked); with ``only_if_changed``, None if nothing changed."""
+        """Push a delta of the change log when there is a base and the chain is short, else a
+        full snapshot; with ``only_if_changed``, None if nothing changed."""
         ttl = check_ttl(ttl)
         self.check_open()
         if merge and expected_version is not None:
@@ -125,42 +118,91 @@ class SessionState:
         try:
             if only_if_changed and not self.index.has_changes:
                 return None
-            store, project, name = self.hydrator.store, self.hydrator.project, self.name
-            deadline = time.monotonic() + MERGE_DEADLINE
-            attempt = 0
-            while True:
-                self.check_open()
-                expected = self.version if merge else expected_version
-                chunks, mutations = yield Offload(self.encode)
-                put = partial(store.put, project, name, chunks, expected_version=expected, ttl=ttl)
-                aput = partial(
-                    store.aput, project, name, chunks, expected_version=expected, ttl=ttl
-                )
-                try:
-                    info = yield Io(put, aput)
+            self.check_open()
+            send = partial(self.send, ttl=ttl, author=author, message=message)
+            base = self.version
+            if base >= 1 and self.index.has_changes and not self.compact_due():
+                if merge:
+                    yield from self.append(send)
+                elif expected_version in (None, base):
+                    try:
+                        yield from send(delta=True, expected=base)
+                    except ConflictError:
+                        if expected_version is not None:
+                            raise
+                        yield from send(delta=False, expected=None)  # a plain push replaces
+                else:
+                    yield from send(delta=False, expected=expected_version)
+            elif merge:
+                try:  # compaction, or the first push: only if nobody pushed meanwhile
+                    yield from send(delta=False, expected=base)
                 except ConflictError:
-                    if not merge:
-                        raise
-                    attempt += 1
-                    if time.monotonic() >= deadline:
-                        raise gave_up(name, attempt) from None
-                    yield Sleep(merge_backoff(attempt - 1))
-                    yield from self.reload(discard_changes=False, rebase=True)
-                    continue
-                self.index.pushed(mutations)
-                self.version = info.version
-                return PushResult(index_name=name, version=info.version, doc_count=info.doc_count)
+                    yield from self.append(send)
+            else:
+                yield from send(delta=False, expected=expected_version)
+            return PushResult(index_name=self.name, version=self.version, doc_count=len(self.index))
         finally:
             self.turn.release()
 
-    def encode(self) -> tuple[Iterator[bytes | memoryview], int]:
-        """The snapshot of the local index as chunks, and the write count it reflects."""
-        dimension = self.dimension
-        if dimension is None:
-            raise InvalidArgumentError(
-                f"session {self.name!r} uses model {self.model.model_id!r} and has no "
-                "documents yet, so its dimension is unknown: add a document before pushing"
+    def compact_due(self) -> bool:
+        """Whether the chain behind this session's version is long enough to compact."""
+        chain = self.chain
+        return (
+            chain.length >= COMPACT_CHAIN_LENGTH
+            or chain.bytes > COMPACT_CHAIN_RATIO * chain.base_bytes
+        )
+
+    def send(
+        self,
+        *,
+        delta: bool,
+        expected: int | None,
+        append: bool = False,
+        ttl: float | None,
+        author: str | None,
+        message: str | None,
+    ) -> Flow[IndexInfo]:
+        """Encode and put one version; on success the session is at that version."""
+        self.check_open()
+        base = self.version
+        encode = self.encode_delta if delta else self.encode
+        chunks, mutations = yield Offload(partial(encode, author, message))
+        store, project, name = self.hydrator.store, self.hydrator.project, self.name
+        info: IndexInfo = yield Io(
+            lambda: store.put(
+                project, name, chunks, expected_version=expected, ttl=ttl, append=append
+            ),
+            lambda: store.aput(
+                project, name, chunks, expected_version=expected, ttl=ttl, append=append
+            ),
+        )
+        self.index.pushed(mutations)
+        if append and info.version > base + 1:
+            # Others appended meanwhile: apply what they wrote, then our own delta again
+            # (last writer wins), so this session holds exactly the stored version.
+            fetched = yield from self.hydrator.fetch(
+                name, None, self.model, after=base, version=info.version
             )
+            if fetched is not None:
+                yield from self.catch_up(fetched)
+        self.version = info.version
+        self.chain = ChainStats(info.chain_length, info.chain_bytes, info.base_bytes)
+        return info
+
+    def append(self, send: Callable[..., Flow[IndexInfo]]) -> Flow[None]:
+        """A merge push: append the change log after whatever the latest version is."""
+        try:
+            yield from send(delta=True, expected=None, append=True)
+        except IndexNotFoundError:
+            # The index was deleted (or expired) under us: push it as new, only if still absent.
+            self.version = 0
+            yield from send(delta=False, expected=0)
+
+    def encode(
+        self, author: str | None = None, message: str | None = None
+    ) -> tuple[Iterator[bytes | memoryview], int]:
+        """The full snapshot of the local index as chunks, and the write count it reflects."""
+        dimension = self.require_dimension()
         export = self.index.export(dimension, encode_keywords)
         parts = export.parts
         _, chunks = encode_snapshot(
@@ -173,8 +215,40 @@ class SessionState:
             metadata=parts.metadata,
             keywords=export.keywords,
             int8=parts.int8,
+            author=author,
+            message=message,
         )
         return chunks, export.mutations
+
+    def encode_delta(self, author: str | None, message: str | None) -> tuple[Chunks, int]:
+        """The change log since the base version as a delta, and the write count it reflects."""
+        dimension = self.require_dimension()
+        changes, mutations = self.index.pending()
+        _, chunks = encode_delta(
+            index_name=self.name,
+            model_id=self.model.model_id,
+            model_artifact=self.model.artifact_id,
+            dimension=dimension,
+            ids=changes.ids,
+            texts=changes.texts,
+            metadata=changes.metadata,
+            vectors=changes.vectors if changes.vectors is not None else [],
+            deleted=changes.deletes,
+            author=author,
+            message=message,
+        )
+        return chunks, mutations
+
+    def require_dimension(self) -> int:
+        dimension = self.dimension
+        if dimension is None:
+            raise InvalidArgumentError(
+                f"session {self.name!r} uses model {self.model.model_id!r} and has no "
+                "documents yet, so its dimension is unknown: add a document before pushing"
+            )
+        return dimension
+
+    # -- refreshing ------------------------------------------------------------------------------
 
     def refresh(self, discard_changes: bool) -> Flow[bool]:
         self.check_open()
@@ -184,27 +258,34 @@ class SessionState:
         finally:
             self.turn.release()
 
-    def reload(self, *, discard_changes: bool, rebase: bool = False) -> Flow[bool]:
-        """Adopt the stored version if newer (the caller holds the turn); return whether it was."""
-        store, project, name = self.hydrator.store, self.hydrator.project, self.name
-        loaded = yield from self.hydrator.load_flow(name, None, self.model, newer_than=self.version)
-        if loaded is None and rebase:
-            head = yield Io(partial(store.head, project, name), partial(store.ahead, project, name))
-            if head is None:  # the index was deleted under a merge push: push it as new
-                self.version = 0
-        return self.adopt(loaded, discard_changes)
-
-    def adopt(self, loaded: Loaded | None, discard_changes: bool) -> bool:
-        """Swap in a newer loaded version, replaying unpushed local changes onto it."""
-        if loaded is None:
-            self.stale = False  # the store answered: our version is current
+    def reload(self, *, discard_changes: bool) -> Flow[bool]:
+        """Catch up with the stored latest version (the caller holds the turn); return whether
+        there was a newer one. Deltas apply in place; a full snapshot replaces the engine."""
+        # Dropping local changes needs the stored state of their ids: fetch the whole chain.
+        keep = self.version and not (discard_changes and self.index.has_changes)
+        held = self.version if keep else None
+        try:
+            fetched = yield from self.hydrator.fetch(self.name, None, self.model, after=held)
+        except IndexNotFoundError:
+            fetched = None
+        self.stale = False  # the store answered
+        if fetched is None or fetched.version <= self.version:
             return False
-        if loaded.stale or loaded.version <= self.version:
-            return False
-        self.index.adopt(loaded.engine, loaded.keywords, discard_changes=discard_changes)
-        self.version = loaded.version
-        self.stale = False
+        yield from self.catch_up(fetched, discard_changes=discard_changes)
         return True
+
+    def catch_up(self, fetched: Fetched, *, discard_changes: bool = False) -> Flow[None]:
+        """Apply a fetched chain: its deltas in place, or its full snapshot as a new engine."""
+        if fetched.start is None:
+            batches = [delta_changes(d) for _, d in fetched.deltas if isinstance(d, DeltaData)]
+            # In a worker thread under an event loop: the loop keeps serving other tasks.
+            yield Offload(partial(self.index.apply_versions, batches))
+            self.chain = self.chain.then(fetched.frames)
+        else:
+            loaded: Loaded = yield Offload(partial(loaded_from, fetched))
+            self.index.adopt(loaded.engine, loaded.keywords, discard_changes=discard_changes)
+            self.chain = loaded.chain
+        self.version = fetched.version
 
     def follow(self) -> Flow[None]:
         """Refresh whenever the store reports a newer version, until the session closes."""

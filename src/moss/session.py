@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from .documents import assemble_vectors, prepare_docs
+from .documents import assemble_vectors, check_query_options, prepare_docs
 from .embeddings import EmbeddingModel, normalize_rows
 from .errors import InvalidArgumentError
 from .flow import Flow, Io, Offload, run_async, run_sync
@@ -25,7 +25,7 @@ from .index.fusion import Candidates, candidate_depth, rank, to_results
 from .index.keyword import KeywordIndex
 from .refresh_policy import SessionState
 from .types import AddResult, DocumentInfo, PushResult, QueryOptions, SearchResult
-from .validation import validate_alpha, validate_doc_id, validate_top_k, validate_vector
+from .validation import validate_doc_id, validate_vector
 
 _F = TypeVar("_F", bound="_Face")
 
@@ -91,23 +91,7 @@ class SessionCore(SessionState):
 
     def check_query(self, text: str, options: QueryOptions | None) -> QueryOptions:
         self.check_open()
-        options = options if options is not None else QueryOptions()
-        if not isinstance(options, QueryOptions):
-            raise InvalidArgumentError(
-                f"options must be QueryOptions, got {type(options).__name__}"
-            )
-        if not isinstance(text, str):
-            raise InvalidArgumentError(f"query text must be a str, got {type(text).__name__}")
-        if options.embedding is None and not text.strip():
-            raise InvalidArgumentError(
-                "the query text is empty: pass the text to search for, or a query vector in "
-                "QueryOptions(embedding=[...])"
-            )
-        validate_top_k(options.top_k)
-        validate_alpha(options.alpha)
-        if options.min_score is not None and not isinstance(options.min_score, (int, float)):
-            raise InvalidArgumentError(f"min_score must be a number, got {options.min_score!r}")
-        return options
+        return check_query_options(text, options)
 
     def query_vector(self, options: QueryOptions) -> Vector | None:
         """The query vector the caller brought (normalised), or None if text must be embedded."""
@@ -266,36 +250,57 @@ class Session(_Face):
         return await run_async(self._core.query(text, options))
 
     async def push_index(
-        self, expected_version: int | None = None, *, merge: bool = False, ttl: float | None = None
+        self,
+        expected_version: int | None = None,
+        *,
+        merge: bool = False,
+        ttl: float | None = None,
+        author: str | None = None,
+        message: str | None = None,
     ) -> PushResult:
         """Store this session as the index's next version, creating or replacing it.
 
-        With ``expected_version=N`` the push succeeds only if the stored version is still N
-        (0: only if the index does not exist) and raises ``ConflictError`` otherwise. With
-        ``merge=True``, a push that finds a newer version replays this session's unpushed
-        changes onto it and pushes again, so concurrent writers lose nothing. With
-        ``ttl=seconds`` the store deletes the index once that long passes without a push (for
-        short-lived indexes, e.g. one per conversation); a push without ``ttl`` clears it.
-        Pushes of one session take turns.
+        A session opened at (or last pushed as) a stored version sends only what changed since
+        (a delta); every 64 deltas or so it sends the whole index again (a compaction, invisible
+        to readers). With ``expected_version=N`` the push succeeds only if the stored version
+        is still N (0: only if the index does not exist) and raises ``ConflictError``
+        otherwise. With ``merge=True`` this session's changes are appended after whatever the
+        latest version is, atomically, so concurrent writers lose nothing (last writer wins
+        per id) and never retry; the session then holds the stored version, other writers'
+        changes included. With ``ttl=seconds`` the store deletes the index once that long
+        passes without a push (for short-lived indexes, e.g. one per conversation); a push
+        without ``ttl`` clears it. ``author`` and ``message`` are stored with the version
+        (``client.versions``). Pushes of one session take turns.
         """
-        result = await run_async(self._core.push(expected_version, merge, ttl))
+        flow = self._core.push(expected_version, merge, ttl, author=author, message=message)
+        result = await run_async(flow)
         assert result is not None
         return result
 
     async def push_if_changed(
-        self, *, merge: bool = True, expected_version: int | None = None, ttl: float | None = None
+        self,
+        *,
+        merge: bool = True,
+        expected_version: int | None = None,
+        ttl: float | None = None,
+        author: str | None = None,
+        message: str | None = None,
     ) -> PushResult | None:
         """Push if there are unpushed changes (after waiting for a push in progress); else None.
 
         Many handlers may call this after each write: pushes of one session never overlap, and
         one that finds its changes already pushed by the one before sends nothing.
         """
-        return await run_async(self._core.push(expected_version, merge, ttl, only_if_changed=True))
+        flow = self._core.push(
+            expected_version, merge, ttl, only_if_changed=True, author=author, message=message
+        )
+        return await run_async(flow)
 
     async def refresh(self, *, discard_changes: bool = False) -> bool:
-        """Load the latest stored version if it is newer; return whether it was.
+        """Catch up with the latest stored version if it is newer; return whether it was.
 
-        Unpushed local changes are replayed onto it (and stay unpushed) unless
+        Only the versions after the one held are downloaded, and applied in place. Unpushed
+        local changes are replayed onto it (and stay unpushed) unless
         ``discard_changes=True``.
         """
         return await run_async(self._core.refresh(discard_changes))
@@ -355,18 +360,34 @@ class SyncSession(_Face):
         return run_sync(self._core.query(text, options))
 
     def push_index(
-        self, expected_version: int | None = None, *, merge: bool = False, ttl: float | None = None
+        self,
+        expected_version: int | None = None,
+        *,
+        merge: bool = False,
+        ttl: float | None = None,
+        author: str | None = None,
+        message: str | None = None,
     ) -> PushResult:
         """Blocking :meth:`Session.push_index`."""
-        result = run_sync(self._core.push(expected_version, merge, ttl))
+        flow = self._core.push(expected_version, merge, ttl, author=author, message=message)
+        result = run_sync(flow)
         assert result is not None
         return result
 
     def push_if_changed(
-        self, *, merge: bool = True, expected_version: int | None = None, ttl: float | None = None
+        self,
+        *,
+        merge: bool = True,
+        expected_version: int | None = None,
+        ttl: float | None = None,
+        author: str | None = None,
+        message: str | None = None,
     ) -> PushResult | None:
         """Blocking :meth:`Session.push_if_changed`."""
-        return run_sync(self._core.push(expected_version, merge, ttl, only_if_changed=True))
+        flow = self._core.push(
+            expected_version, merge, ttl, only_if_changed=True, author=author, message=message
+        )
+        return run_sync(flow)
 
     def refresh(self, *, discard_changes: bool = False) -> bool:
         """Blocking :meth:`Session.refresh`."""

@@ -107,6 +107,11 @@ class LocalIndex:
         with self._lock:
             return self._read_changes()
 
+    def pending(self) -> tuple[Changes, int]:
+        """The change log read out, and the write count it reflects (for :meth:`pushed`)."""
+        with self._lock:
+            return self._read_changes(), self._mutations
+
     def _read_changes(self) -> Changes:
         deletes = [i for i, op in self._changes.items() if op == "delete"]
         upserts = [i for i, op in self._changes.items() if op == "upsert"]
@@ -210,6 +215,26 @@ class LocalIndex:
                     changes.vectors.shape[1], precision=self._precision or "float32"
                 )
             return self._apply(self._engine, self._keywords, changes, record)
+
+    def apply_versions(self, versions: Sequence[Changes]) -> None:
+        """Apply newer stored versions (deltas) in place, replaying unpushed changes after them.
+
+        Replayed changes stay unpushed; the same id changed here and there: the local change
+        wins, as in :meth:`adopt`. Only the rows the deltas touch are written.
+        """
+        with self._lock:
+            local = self._read_changes() if self._changes else None
+            for changes in versions:
+                if self._engine is None:
+                    if changes.vectors is None or not changes.ids:
+                        continue
+                    self._engine = Engine(
+                        changes.vectors.shape[1], precision=self._precision or "float32"
+                    )
+                self._apply(self._engine, self._keywords, changes, record=False)
+            if local is not None and self._engine is not None:
+                self._apply(self._engine, self._keywords, local, record=False)
+            self._mutations += 1
 
     def _apply(
         self, engine: Engine, keywords: KeywordIndex | None, changes: Changes, record: bool = True
