@@ -111,3 +111,24 @@ class IndexInfo:
     size_bytes: int
     created_at: float
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    #: ``"full"`` (a whole snapshot) or ``"delta"`` (changes on top of the version before).
+    kind: str = "full"
+    #: Who pushed the version and why (optional free text written by the pusher), or None.
+    author: str | None = None
+    message: str | None = None
+    #: Deltas since the newest full snapshot up to this version, their total size in bytes,
+    #: and the size of that full snapshot (pushers compact when the chain grows too long).
+    chain_length: int = 0
+    chain_bytes: int = 0
+    base_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class IndexDiff:
+    """The document ids that differ between two versions of an index."""
+
+    from_version: int
+    to_version: int
+    added: list[str]
+    changed: list[str]
+    deleted: list[str]

@@ -120,6 +120,7 @@ class Store(Protocol):
         *,
         expected_version: int | None = None,
         ttl: float | None = None,
+        append: bool = False,
     ) -> IndexInfo:
         """Store a snapshot as the next version; ``expected_version`` makes it conditional.
 
@@ -130,6 +131,12 @@ class Store(Protocol):
         ``ttl`` (seconds) makes the index expire that long after this put unless another put
         comes first; ``None`` clears any expiry. An expired index behaves as deleted (its
         version numbers are still never reused) and is purged when next touched.
+
+        ``chunks`` may also be a delta (its header's ``kind``), which applies on top of the
+        version before it: it needs ``expected_version=N`` (N >= 1; stored as N+1 only if the
+        latest is N) or ``append=True`` (stored after whatever the latest is, atomically;
+        ``IndexNotFoundError`` if the index does not exist). A delta whose model or dimension
+        differs from the latest version's raises ``ModelMismatchError``.
         """
         ...
 
@@ -146,6 +153,15 @@ class Store(Protocol):
         With ``if_none_match=N`` and N the latest version, answer ``not_modified`` without
         reading anything. Raises ``IndexNotFoundError`` at once if it does not exist.
         """
+        ...
+
+    def get_chain(
+        self, project: str, name: str, *, after: int | None = None, version: int | None = None
+    ) -> Download:
+        """Open the chain stream (:mod:`moss.snapshot.chain`) that brings a reader to ``version``
+        (default: the latest): the deltas after ``after`` when they are all kept and none is
+        full, else the newest full snapshot up to ``version`` and the deltas after it.
+        ``not_modified`` when ``after`` is the target. See :mod:`moss.stores.chain`."""
         ...
 
     def watch(self, project: str, name: str, after: int, timeout: float) -> int | None:
@@ -180,6 +196,7 @@ class Store(Protocol):
         *,
         expected_version: int | None = None,
         ttl: float | None = None,
+        append: bool = False,
     ) -> IndexInfo:
         """Async twin of :meth:`put`; also accepts an async iterable of chunks."""
         ...
@@ -193,6 +210,12 @@ class Store(Protocol):
         if_none_match: int | None = None,
     ) -> AsyncDownload:
         """Async twin of :meth:`get`."""
+        ...
+
+    async def aget_chain(
+        self, project: str, name: str, *, after: int | None = None, version: int | None = None
+    ) -> AsyncDownload:
+        """Async twin of :meth:`get_chain`."""
         ...
 
     async def awatch(self, project: str, name: str, after: int, timeout: float) -> int | None:

@@ -18,13 +18,14 @@ from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
-from ..errors import ConflictError, IndexNotFoundError, InvalidArgumentError
+from ..errors import IndexNotFoundError, InvalidArgumentError
 from ..flow import Flow, Offload, run_async, run_sync
 from ..snapshot.codec import SnapshotHeader, SnapshotReader
 from ..types import IndexInfo
 from ..validation import validate_name
+from . import file_commit
 from . import file_layout as layout
-from .atomic import DEFAULT_ORPHAN_AGE, commit_file, sweep_temp_files, temporary_file
+from .atomic import DEFAULT_ORPHAN_AGE, sweep_temp_files, temporary_file
 from .base import (
     DEFAULT_KEEP_VERSIONS,
     AsyncDownload,
@@ -33,6 +34,14 @@ from .base import (
     check_expected_version,
     check_ttl,
     check_version,
+)
+from .chain import (
+    achain_chunks,
+    chain_chunks,
+    chain_flow,
+    check_put_kind,
+    check_put_mode,
+    with_chain_stats,
 )
 from .chunks import AsyncChunks, NextChunk, aiter_sync
 from .file_watch import Notifier, Wait
@@ -109,9 +118,10 @@ class FileStore:
         *,
         expected_version: int | None = None,
         ttl: float | None = None,
+        append: bool = False,
     ) -> IndexInfo:
-        """Store a snapshot as the next version (see :class:`~moss.stores.base.Store`)."""
-        return run_sync(self._put(project, name, chunks, expected_version, ttl))
+        """Store a snapshot or delta as the next version (see :class:`~moss.stores.base.Store`)."""
+        return run_sync(self._put(project, name, chunks, expected_version, ttl, append))
 
     async def aput(
         self,
@@ -121,9 +131,10 @@ class FileStore:
         *,
         expected_version: int | None = None,
         ttl: float | None = None,
+        append: bool = False,
     ) -> IndexInfo:
         """Async twin of :meth:`put`; also accepts an async iterable of chunks."""
-        return await run_async(self._put(project, name, chunks, expected_version, ttl))
+        return await run_async(self._put(project, name, chunks, expected_version, ttl, append))
 
     def _put(
         self,
@@ -132,8 +143,10 @@ class FileStore:
         chunks: AsyncChunks,
         expected_version: int | None,
         ttl: float | None,
+        append: bool,
     ) -> Flow[IndexInfo]:
         check_expected_version(expected_version)
+        check_put_mode(expected_version, append)
         ttl = check_ttl(ttl)
         directory = self._index_dir(project, name)
         yield Offload(partial(directory.mkdir, parents=True, exist_ok=True))
@@ -147,7 +160,7 @@ class FileStore:
                     reader.feed(chunk)
                     yield Offload(partial(handle.write, chunk))
                 commit = partial(self._commit, directory, name, reader, handle, temp_path)
-                info: IndexInfo = yield Offload(partial(commit, expected_version, ttl))
+                info: IndexInfo = yield Offload(partial(commit, expected_version, ttl, append))
         except BaseException:
             # A failed first put leaves no empty index (or project) directory behind. Called
             # in place (two rmdirs at most): a flow being closed must not yield.
@@ -165,60 +178,35 @@ class FileStore:
         temp_path: Path,
         expected_version: int | None,
         ttl: float | None,
+        append: bool,
     ) -> IndexInfo:
         header = reader.finish()
         assert isinstance(header, SnapshotHeader)
+        check_put_kind(name, header.kind, expected_version, append)
         handle.flush()
         os.fsync(handle.fileno())  # the slow part happens before taking the lock
         with layout.locked(directory):
-            self._purge_locked(directory)  # an expired index counts as absent
-            kept = layout.kept_versions(directory)
-            current = kept[-1] if kept else 0
-            if expected_version is not None and current != expected_version:
-                raise ConflictError(
-                    f"index {name!r} is at version {current}, not the expected {expected_version}: "
-                    "reload it (client.session or session.refresh) and push again",
-                    expected=expected_version,
-                    actual=current,
-                )
-            version = max(current, layout.read_counter(directory)) + 1
-            # Before the version appears: whoever sees the new version also sees its expiry.
-            layout.set_expiry(directory, ttl)
-            commit_file(handle, temp_path, directory / layout.version_file(version))
-            layout.write_counter(directory, version)
-            self._prune(directory, [*kept, version])
+            version = file_commit.publish(
+                directory,
+                name,
+                header,
+                handle,
+                temp_path,
+                expected_version=expected_version,
+                append=append,
+                ttl=ttl,
+                keep=self.keep_versions,
+            )
         sweep_temp_files(directory, self.orphan_age)
         if time.monotonic() - self._swept_at > self.orphan_age:
             self.sweep()  # uploads orphaned in indexes nobody pushes to again
-        return layout.info(name, version, header, header.total_size)
-
-    def _prune(self, directory: Path, kept: list[int]) -> None:
-        # A reader that already opened an old version keeps reading it: unlinking an open file
-        # on POSIX frees it only when the last handle closes.
-        for version in kept[: -self.keep_versions]:
-            with contextlib.suppress(FileNotFoundError):
-                (directory / layout.version_file(version)).unlink()
+        return layout.with_stats(directory, layout.info(name, version, header, header.total_size))
 
     def _purge_if_expired(self, directory: Path) -> None:
         """Delete an expired index's versions; cheap (one failed open) when there is no expiry."""
         if layout.expired(directory) and directory.is_dir():
             with layout.locked(directory):
-                self._purge_locked(directory)
-
-    def _purge_locked(self, directory: Path) -> None:
-        # Checked again under the lock: a put may have renewed or cleared the expiry meanwhile.
-        if layout.expired(directory):
-            self._remove_versions(directory, layout.kept_versions(directory))
-
-    @staticmethod
-    def _remove_versions(directory: Path, kept: list[int]) -> None:
-        """Remove every kept version and the expiry; keep the counter so numbers are never reused."""
-        if kept:
-            layout.write_counter(directory, max(kept[-1], layout.read_counter(directory)))
-        for version in kept:
-            with contextlib.suppress(FileNotFoundError):
-                (directory / layout.version_file(version)).unlink()
-        layout.set_expiry(directory, None)
+                file_commit.purge_if_expired(directory)
 
     def delete(self, project: str, name: str) -> bool:
         """Delete every version of the index; the version counter survives, so numbers are never reused."""
@@ -226,12 +214,8 @@ class FileStore:
         if not directory.is_dir():
             return False
         with layout.locked(directory):
-            self._purge_locked(directory)  # an expired index no longer exists
-            kept = layout.kept_versions(directory)
-            if not kept:
-                return False
-            self._remove_versions(directory, kept)
-        return True
+            file_commit.purge_if_expired(directory)  # an expired index no longer exists
+            return file_commit.remove_versions(directory)
 
     async def adelete(self, project: str, name: str) -> bool:
         """Async twin of :meth:`delete`."""
@@ -246,7 +230,7 @@ class FileStore:
         self._purge_if_expired(directory)
         if version is not None:
             try:
-                return version, open(directory / layout.version_file(version), "rb")
+                return version, layout.open_version(directory, version)
             except FileNotFoundError:
                 kept = layout.kept_versions(directory)
                 raise IndexNotFoundError(
@@ -254,11 +238,11 @@ class FileStore:
                 ) from None
         # The latest version can be pruned between listing and opening: list again.
         for _ in range(_OPEN_RETRIES):
-            kept = layout.kept_versions(directory)
-            if not kept:
+            listed = layout.kept_kinds(directory)
+            if not listed:
                 break
             with contextlib.suppress(FileNotFoundError):
-                return kept[-1], open(directory / layout.version_file(kept[-1]), "rb")
+                return listed[-1][0], layout.open_version(directory, *listed[-1])
         raise IndexNotFoundError(
             f"index {name!r} does not exist in project {project!r}: push it first, or check the name"
         )
@@ -293,6 +277,20 @@ class FileStore:
             self.get, project, name, version, if_none_match=if_none_match
         )
         return AsyncDownload(download.version, aiter_sync(download.chunks), download.not_modified)
+
+    def get_chain(
+        self, project: str, name: str, *, after: int | None = None, version: int | None = None
+    ) -> Download:
+        """The chain stream that brings a reader to ``version`` (see :mod:`moss.stores.chain`)."""
+        plan, opened = run_sync(chain_flow(self, project, name, after, version))
+        return Download(plan.target, chain_chunks(plan, opened), plan.not_modified)
+
+    async def aget_chain(
+        self, project: str, name: str, *, after: int | None = None, version: int | None = None
+    ) -> AsyncDownload:
+        """Async twin of :meth:`get_chain`."""
+        plan, opened = await run_async(chain_flow(self, project, name, after, version))
+        return AsyncDownload(plan.target, achain_chunks(plan, opened), plan.not_modified)
 
     def latest_version(self, project: str, name: str) -> int:
         """The latest kept version, 0 if none (one directory listing, no file opened)."""
@@ -334,7 +332,8 @@ class FileStore:
         except IndexNotFoundError:
             return None
         with handle:
-            return layout.info_from_file(name, version, handle)
+            info = layout.info_from_file(name, version, handle)
+        return layout.with_stats(self._index_dir(project, name), info)
 
     async def ahead(self, project: str, name: str) -> IndexInfo | None:
         """Async twin of :meth:`head`."""
@@ -345,13 +344,13 @@ class FileStore:
         directory = self._index_dir(project, name)
         self._purge_if_expired(directory)
         infos = []
-        for version in layout.kept_versions(directory):
+        for version, kind in layout.kept_kinds(directory):
             try:
-                with open(directory / layout.version_file(version), "rb") as handle:
+                with layout.open_version(directory, version, kind) as handle:
                     infos.append(layout.info_from_file(name, version, handle))
             except FileNotFoundError:
                 continue  # pruned meanwhile
-        return infos
+        return with_chain_stats(infos)
 
     async def aversions(self, project: str, name: str) -> builtins.list[IndexInfo]:
         """Async twin of :meth:`versions`."""

@@ -4,7 +4,8 @@ Layout (names are base32-encoded, never used raw, so case-insensitive file syste
 ``..`` cannot make two names collide or escape the root)::
 
     <root>/projects/<project>/<index>/
-        v000000000007.snap    one immutable file per kept version
+        v000000000007.snap    one immutable file per kept version: a full snapshot,
+        v000000000008.delta   or a delta on top of the version before it
         counter               the highest version ever assigned (survives deletes)
         lock                  flock'ed by writers: puts, prunes and deletes are serialised
         expires               unix time after which the index counts as deleted (put with ttl)
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import fcntl
 import os
 import time
@@ -26,6 +28,7 @@ from ..errors import SnapshotError
 from ..snapshot.codec import SnapshotHeader, read_header
 from ..types import IndexInfo
 from .atomic import write_file_atomic
+from .chain import doc_count
 from .chunks import CHUNK_SIZE
 
 
@@ -43,24 +46,49 @@ def decode_name(encoded: str) -> str | None:
         return None
 
 
-def version_file(version: int) -> str:
-    """The file name of a version (the number zero-padded so names sort as numbers)."""
-    return f"v{version:012d}.snap"
+def version_file(version: int, kind: str = "full") -> str:
+    """The file name of a version (the number zero-padded so names sort as numbers); the
+    suffix says its kind, so listing the directory tells which versions are deltas."""
+    return f"v{version:012d}{DELTA_SUFFIX if kind == 'delta' else SNAP_SUFFIX}"
 
 
-def _parse_version_file(file_name: str) -> int | None:
-    if file_name.startswith("v") and file_name.endswith(".snap") and file_name[1:-5].isdigit():
-        return int(file_name[1:-5])
+SNAP_SUFFIX = ".snap"
+DELTA_SUFFIX = ".delta"
+
+
+def _parse_version_file(file_name: str) -> tuple[int, str] | None:
+    for suffix, kind in ((SNAP_SUFFIX, "full"), (DELTA_SUFFIX, "delta")):
+        if file_name.startswith("v") and file_name.endswith(suffix):
+            digits = file_name[1 : -len(suffix)]
+            if digits.isdigit():
+                return int(digits), kind
     return None
 
 
-def kept_versions(directory: Path) -> list[int]:
-    """The version numbers stored in an index directory, ascending."""
+def kept_kinds(directory: Path) -> list[tuple[int, str]]:
+    """The (version, kind) of every version stored in an index directory, ascending."""
     try:
         entries = os.listdir(directory)
     except FileNotFoundError:
         return []
-    return sorted(v for e in entries if (v := _parse_version_file(e)) is not None)
+    return sorted(parsed for e in entries if (parsed := _parse_version_file(e)) is not None)
+
+
+def kept_versions(directory: Path) -> list[int]:
+    """The version numbers stored in an index directory, ascending."""
+    return [version for version, _ in kept_kinds(directory)]
+
+
+def open_version(directory: Path, version: int, kind: str | None = None) -> BinaryIO:
+    """Open a stored version's file, whatever its kind; ``FileNotFoundError`` if not kept."""
+    kinds = ("full", "delta") if kind is None else (kind,)
+    for candidate in kinds:
+        try:
+            return open(directory / version_file(version, candidate), "rb")
+        except FileNotFoundError:
+            if candidate == kinds[-1]:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def read_counter(directory: Path) -> int:
@@ -125,13 +153,36 @@ def info_from_file(name: str, version: int, handle: BinaryIO) -> IndexInfo:
 
 
 def info(name: str, version: int, header: SnapshotHeader, size: int) -> IndexInfo:
-    """Describe a version from its header and size."""
+    """Describe a version from its header and size (without chain statistics)."""
     return IndexInfo(
         name=name,
         version=version,
         model_id=header.model_id,
         dimension=header.dimension,
-        doc_count=header.count,
+        doc_count=doc_count(header),
         size_bytes=size,
         created_at=header.created_at,
+        kind=header.kind,
+        author=header.author,
+        message=header.message,
+    )
+
+
+def with_stats(directory: Path, described: IndexInfo) -> IndexInfo:
+    """Add the chain statistics of a version: the deltas back to the newest full snapshot at or
+    before it (from the listing and their sizes; no file opened)."""
+    length = chain_bytes = base_bytes = 0
+    for version, kind in reversed(kept_kinds(directory)):
+        if version > described.version:
+            continue
+        try:
+            size = (directory / version_file(version, kind)).stat().st_size
+        except FileNotFoundError:
+            break  # pruned meanwhile: the statistics describe what is left
+        if kind == "full":
+            base_bytes = size
+            break
+        length, chain_bytes = length + 1, chain_bytes + size
+    return dataclasses.replace(
+        described, chain_length=length, chain_bytes=chain_bytes, base_bytes=base_bytes
     )
