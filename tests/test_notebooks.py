@@ -52,6 +52,7 @@ def test_every_issue_notebook_exists() -> None:
         "03_llamaindex_query_engine",
         "04_sharing_across_machines",
         "05_performance",
+        "06_mcp_and_langgraph",
     ):
         assert expected in names
 

@@ -24,7 +24,7 @@ def test_all_is_sorted_and_complete() -> None:
         if not name.startswith("_") and not inspect.ismodule(value)
     }
     assert public == set(langchain_moss.__all__)
-    for module in ("vectorstores", "retrievers", "callbacks", "embeddings"):
+    for module in ("vectorstores", "retrievers", "callbacks", "embeddings", "graph_store"):
         defined = {
             name
             for name, value in vars(getattr(langchain_moss, module)).items()

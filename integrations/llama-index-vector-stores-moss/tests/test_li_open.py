@@ -14,7 +14,13 @@ from llama_index.core.vector_stores.types import VectorStoreQuery
 from llama_index.vector_stores.moss import MossEmbedding, MossVectorStore, default_model_id
 from test_li_vector_store import DIM, custom_store, node, vec
 
-from moss import DocumentInfo, InvalidArgumentError, ModelMismatchError, MossClient
+from moss import (
+    DocumentInfo,
+    IndexNotFoundError,
+    InvalidArgumentError,
+    ModelMismatchError,
+    MossClient,
+)
 
 
 class RecordingEmbedding(BaseEmbedding):
@@ -141,3 +147,15 @@ async def test_aopen_opens_without_blocking(client: MossClient) -> None:
     await store.aclose()
     reopened = await MossVectorStore.aopen("kb", client=client)
     assert reopened.model_id == "custom" and reopened.session.doc_count == 1
+
+
+async def test_must_exist_refuses_a_missing_index_in_both_opens(tmp_path: Path) -> None:
+    store = (tmp_path / "s").as_uri()
+    with pytest.raises(IndexNotFoundError, match="'pydoc' does not exist"):
+        MossVectorStore("pydoc", store=store, model_id="custom", must_exist=True)
+    with pytest.raises(IndexNotFoundError, match="'pydoc' does not exist"):
+        await MossVectorStore.aopen("pydoc", store=store, model_id="custom", must_exist=True)
+    with MossClient(store=store) as client:
+        assert client.sync.list_indexes() == []  # nothing was created by the refused opens
+    with pytest.raises(InvalidArgumentError, match="must_exist"):
+        MossVectorStore(session=MossClient(store=store).sync.session("x"), must_exist=True)

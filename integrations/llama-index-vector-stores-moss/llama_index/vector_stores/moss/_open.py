@@ -30,6 +30,7 @@ class OpenOptions(TypedDict, total=False):
     embed_model: BaseEmbedding | None
     version: int | None
     auto_refresh: bool
+    must_exist: bool
 
 
 @dataclass
@@ -42,6 +43,7 @@ class OpenRequest:
     model_id: str | None
     version: int | None = None
     auto_refresh: bool = False
+    must_exist: bool = False
 
     @classmethod
     def make(
@@ -52,6 +54,7 @@ class OpenRequest:
         embed_model: BaseEmbedding | None,
         version: int | None = None,
         auto_refresh: bool = False,
+        must_exist: bool = False,
     ) -> OpenRequest:
         if client is not None and store is not None:
             raise InvalidArgumentError("pass client= or store=, not both")
@@ -59,7 +62,9 @@ class OpenRequest:
         owned = None
         if client is None:
             client = owned = MossClient(store=store)
-        return cls(client, owned, model, None if model else model_id, version, auto_refresh)
+        return cls(
+            client, owned, model, None if model else model_id, version, auto_refresh, must_exist
+        )
 
     def open(self, index_name: str) -> Session:
         """Open the session, blocking; close a client made here if that fails."""
@@ -71,6 +76,7 @@ class OpenRequest:
                     model=self.model,
                     version=self.version,
                     auto_refresh=self.auto_refresh,
+                    must_exist=self.must_exist,
                 )
             return async_session(opened)
         except BaseException:
@@ -88,6 +94,7 @@ class OpenRequest:
                     model=self.model,
                     version=self.version,
                     auto_refresh=self.auto_refresh,
+                    must_exist=self.must_exist,
                 )
         except BaseException:
             if self.owned is not None:
@@ -129,6 +136,7 @@ def check_session_only(
     embed_model: BaseEmbedding | None,
     version: int | None,
     auto_refresh: bool,
+    must_exist: bool = False,
 ) -> None:
     """Refuse arguments that would open a session, next to ``session=`` (an open one)."""
     if client is not None or store is not None or embed_model is not None:
@@ -136,9 +144,9 @@ def check_session_only(
             "pass either session= or (index_name, client or store, model_id or embed_model): "
             "an open session already has its store and model"
         )
-    if version is not None or auto_refresh:
+    if version is not None or auto_refresh or must_exist:
         raise InvalidArgumentError(
-            "version= and auto_refresh= choose how a session is opened: pass them with "
+            "version=, auto_refresh= and must_exist= choose how a session is opened: pass them with "
             "index_name, not with an open session="
         )
     if index_name is not None and index_name != session.name:

@@ -116,6 +116,7 @@ class MossVectorStore(BasePydanticVectorStore):
         embed_model: BaseEmbedding | None = None,
         version: int | None = None,
         auto_refresh: bool = False,
+        must_exist: bool = False,
         **kwargs: Any,
     ) -> None:
         owned: MossClient | None = None
@@ -123,13 +124,23 @@ class MossVectorStore(BasePydanticVectorStore):
         if session is None:
             if index_name is None:
                 raise InvalidArgumentError("pass index_name (to open a session) or session=")
-            request = OpenRequest.make(client, store, model_id, embed_model, version, auto_refresh)
+            request = OpenRequest.make(
+                client, store, model_id, embed_model, version, auto_refresh, must_exist
+            )
             owned = request.owned
             session = request.open(index_name)
         else:
             given, session = session, async_session(session)
             check_session_only(
-                session, index_name, client, store, model_id, embed_model, version, auto_refresh
+                session,
+                index_name,
+                client,
+                store,
+                model_id,
+                embed_model,
+                version,
+                auto_refresh,
+                must_exist,
             )
         # mypy sees BaseComponent's signature, not this model's fields.
         super().__init__(  # type: ignore[call-arg]
@@ -142,7 +153,8 @@ class MossVectorStore(BasePydanticVectorStore):
     @classmethod
     async def aopen(cls, index_name: str, **options: Unpack[OpenOptions]) -> MossVectorStore:
         """Open the session without blocking the event loop; the constructor's other arguments
-        (``client``, ``store``, ``model_id``, ``embed_model``, ``version``, ``auto_refresh``)."""
+        (``client``, ``store``, ``model_id``, ``embed_model``, ``version``, ``auto_refresh``,
+        ``must_exist``: raise ``IndexNotFoundError`` rather than start an empty index)."""
         request = OpenRequest.make(
             options.get("client"),
             options.get("store"),
@@ -150,6 +162,7 @@ class MossVectorStore(BasePydanticVectorStore):
             options.get("embed_model"),
             options.get("version"),
             options.get("auto_refresh", False),
+            options.get("must_exist", False),
         )
         session = await request.aopen(index_name)
         vector_store = cls(session=session)
