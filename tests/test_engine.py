@@ -276,6 +276,24 @@ def test_export_is_isolated_from_later_writes() -> None:
     np.testing.assert_array_equal(view2, before2)
 
 
+def test_growth_moves_the_matrix_in_place_unless_someone_views_it() -> None:
+    rng = np.random.default_rng(14)
+    engine = Engine(DIM)
+    first = unit(rng, 100)
+    engine.upsert([f"a{i}" for i in range(100)], ["t"] * 100, [None] * 100, first)
+    engine.upsert([f"b{i}" for i in range(1000)], ["t"] * 1000, [None] * 1000, unit(rng, 1000))
+    assert engine._store.vectors.shape[0] >= 1100
+    view, *_ = engine.export()
+    before = view.copy()
+    more = unit(rng, 5000)
+    engine.upsert([f"c{i}" for i in range(5000)], ["t"] * 5000, [None] * 5000, more)
+    np.testing.assert_array_equal(view, before)  # the export kept the old matrix
+    assert len(engine) == 6100
+    np.testing.assert_array_equal(engine.vectors_for(["a0", "c4999"]), [first[0], more[-1]])
+    hits = engine.search(more[17], 1)
+    assert hits[0][0].id == "c17"
+
+
 # --- reads ----------------------------------------------------------------------------------
 
 

@@ -86,10 +86,13 @@ class DocumentRows:
         vectors: Matrix,
     ) -> tuple[int, int]:
         """Add new documents and replace existing ones (last occurrence wins); (added, updated)."""
-        # Last occurrence wins: a dict keeps the last index written for each id.
-        last = {doc_id: i for i, doc_id in enumerate(ids)}
+        # Last occurrence wins: a dict keeps the last index written for each id (built in C).
+        last = dict(zip(ids, range(len(ids)), strict=True))
         self.lists()
         rows = self.row_of
+        if len(last) == len(ids) and rows.keys().isdisjoint(last):
+            self._append_new(ids, texts, metadata, vectors, last)
+            return len(ids), 0
         new = [i for doc_id, i in last.items() if doc_id not in rows]
         old = [i for doc_id, i in last.items() if doc_id in rows] if len(new) < len(last) else []
         self._reserve(len(self.ids) + len(new))  # may raise: nothing changed yet
@@ -116,10 +119,22 @@ class DocumentRows:
         return deleted
 
     def _reserve(self, needed: int) -> None:
-        """Grow the matrix (doubling) so it holds ``needed`` rows."""
+        """Grow the matrix so it holds ``needed`` rows (amortised O(1) per appended row)."""
         capacity = self.vectors.shape[0]
         if needed <= capacity:
             return
+        if not self.shared:
+            # In place when no one else holds the matrix (numpy refuses otherwise, checking its
+            # references): the allocator moves the pages (mremap) instead of copying them, so
+            # there is never a second matrix and a quarter of headroom keeps appends amortised.
+            # Measured adding 1M x 384 in batches of 100k: doubling copies took 13 of 18 s.
+            try:
+                self.vectors.resize(
+                    (max(needed, capacity + capacity // 4, _MIN_CAPACITY), self.dimension)
+                )
+                return
+            except ValueError:  # viewed or adopted: copy
+                pass
         grown = np.empty((max(needed, 2 * capacity, _MIN_CAPACITY), self.dimension), np.float32)
         count = len(self.ids)
         grown[:count] = self.vectors[:count]
@@ -178,6 +193,30 @@ class DocumentRows:
             stored_texts.extend([texts[i] for i in batch])
             stored_metadata.extend([metadata[i] for i in batch])
         self.row_of.update(zip(self.ids[start:], range(start, len(self.ids)), strict=True))
+        if self.int8 is not None:
+            end = len(self.ids)
+            self.int8.append(self.vectors[start:end], self.vectors[:end])
+
+    def _append_new(
+        self,
+        ids: Sequence[str],
+        texts: Sequence[str],
+        metadata: Sequence[dict[str, Any] | None],
+        vectors: Matrix,
+        positions: dict[str, int],
+    ) -> None:
+        """Append a batch of new, distinct ids: column-wise, no per-document Python loop."""
+        start = len(self.ids)
+        self._reserve(start + len(ids))
+        stored_texts, stored_metadata = self.lists()
+        self.vectors[start : start + len(ids)] = vectors
+        self.ids.extend(ids)
+        stored_texts.extend(texts)
+        stored_metadata.extend(metadata)
+        if not self.row_of:
+            self.row_of = positions  # rows are the batch positions: adopt the dict as it is
+        else:
+            self.row_of.update(zip(ids, range(start, start + len(ids)), strict=True))
         if self.int8 is not None:
             end = len(self.ids)
             self.int8.append(self.vectors[start:end], self.vectors[:end])
