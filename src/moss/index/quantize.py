@@ -19,8 +19,8 @@ of codes kept beside the blocks. Blocks of 65536 documents keep the kernel's pac
 cache: one 1M-document block took 37 ms, sixteen blocks 28 ms. Snapshots store the codes
 row-major instead (engine-neutral, :class:`Int8Codes`). The transposition costs ~40-60 ms per
 100k x 384 each way, so :meth:`Int8Index.from_codes` adopts the row-major codes as they are and
-builds the blocks only at the first scan or write (never, where the int8 scan measures slower
-than float32 and so never runs), and :meth:`Int8Index.export` hands them back uncopied while
+builds the blocks only at the first scan or write (a search that float32 serves faster, see
+:func:`moss.index.ranking.rank_measured`, never scans), and :meth:`Int8Index.export` hands them back uncopied while
 they are still current: opening costs nothing and re-pushing an unchanged session nothing.
 """
 
