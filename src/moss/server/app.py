@@ -22,6 +22,8 @@ from ..stores import open_store
 from ..stores.auth import auth_records, parse_env_keys
 from ..stores.base import Store
 from ..stores.http.wire import (
+    APPEND_HEADER,
+    CHAIN_CONTENT_TYPE,
     TTL_HEADER,
     VERSION_HEADER,
     format_etag,
@@ -234,6 +236,7 @@ def _add_routes(app: FastAPI) -> None:
         validate_name(name)
         expected = _expected_version(request)
         ttl = parse_ttl(request.headers.get(TTL_HEADER))
+        append = _append(request)
         parse_content_length(request, service.max_upload_bytes)
         with service.uploads.take(project):
             if expected is not None:
@@ -242,7 +245,7 @@ def _add_routes(app: FastAPI) -> None:
                 request, name, service.max_upload_bytes, service.limits.upload_idle_seconds
             )
             info = await service.store.aput(
-                project, name, chunks, expected_version=expected, ttl=ttl
+                project, name, chunks, expected_version=expected, ttl=ttl, append=append
             )
         service.notifier.publish(project, name, info.version)
         return JSONResponse(
@@ -279,6 +282,34 @@ def _add_routes(app: FastAPI) -> None:
         if download.not_modified:
             return Response(status_code=304, headers=headers)
         return DownloadResponse(download, headers, service.limits.download_stall_seconds)
+
+    @app.get(
+        f"{index_path}/chain",
+        response_class=Response,
+        responses=models.CHAIN_RESPONSES,
+        tags=["indexes"],
+    )
+    async def get_chain(
+        name: NameParam,
+        service: ServiceDep,
+        project: ProjectDep,
+        after: Annotated[
+            int | None, Query(ge=0, le=MAX_VERSION, description="the version the caller has")
+        ] = None,
+        version: VersionParam = None,
+    ) -> Response:
+        """Stream what brings a reader from ``after`` to ``version`` (default: the latest): the
+        deltas after ``after``, or the newest full snapshot and the deltas after it; 304 if
+        ``after`` is already the target."""
+        validate_name(name)
+        download = await service.store.aget_chain(project, name, after=after, version=version)
+        headers = _version_headers(download.version)
+        if download.not_modified:
+            await download.aclose()
+            return Response(status_code=304, headers=headers)
+        return DownloadResponse(
+            download, headers, service.limits.download_stall_seconds, CHAIN_CONTENT_TYPE
+        )
 
     @app.head(index_path, responses=models.HEAD_RESPONSES, tags=["indexes"])
     async def head_index(name: NameParam, service: ServiceDep, project: ProjectDep) -> Response:
@@ -339,6 +370,14 @@ def _add_routes(app: FastAPI) -> None:
         if version is None:
             return Response(status_code=204)
         return JSONResponse({"version": version}, headers=_version_headers(version))
+
+
+def _append(request: Request) -> bool:
+    """``X-Moss-Append: 1``: the body is a delta, stored after whatever version is latest."""
+    value = request.headers.get(APPEND_HEADER)
+    if value not in (None, "0", "1"):
+        raise InvalidArgumentError(f"{APPEND_HEADER} must be 1 (a delta) or 0, got {value[:20]!r}")
+    return value == "1"
 
 
 async def _check_current(store: Store, project: str, name: str, expected: int) -> None:

@@ -49,11 +49,15 @@ class DownloadResponse(Response):
     """A 200 streaming ``download``; closes it when done."""
 
     def __init__(
-        self, download: AsyncDownload, headers: Mapping[str, str], stall_seconds: float
+        self,
+        download: AsyncDownload,
+        headers: Mapping[str, str],
+        stall_seconds: float,
+        media_type: str = "application/octet-stream",
     ) -> None:
         # No Response.__init__: it would set Content-Length from an (empty) body.
         self.status_code = 200
-        self.media_type = "application/octet-stream"
+        self.media_type = media_type
         self.background = None
         self.init_headers(headers)
         self._download = download

@@ -85,6 +85,12 @@ GET_RESPONSES: dict[int | str, dict[str, Any]] = {
     304: {"description": "If-None-Match named this version: the cached copy is current"},
     404: _error("no such index (or version) in this project"),
 }
+CHAIN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **_COMMON,
+    200: {"description": "the chain stream (application/vnd.moss.chain); ETag is the target"},
+    304: {"description": "``after`` is already the target version"},
+    404: _error("no such index (or version) in this project"),
+}
 HEAD_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "the latest version, described in X-Moss-* headers"},
     400: {"description": "malformed name"},

@@ -19,19 +19,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import orjson
 
 from ..errors import SnapshotError
-from ..snapshot import KEYWORDS_SECTION, SnapshotHeader, SnapshotReader
+from ..snapshot import DELETED_SECTION, KEYWORDS_SECTION, SnapshotHeader, SnapshotReader
 from ..snapshot.documents import (
     INDEX_SECTION,
     Metadata,
+    check_ids,
     parse_documents,
     parse_indexed_documents,
 )
 from ..snapshot.keywords import decode_keywords
 
 #: Sections whose bytes are kept until the end (everything but the vectors, which are large).
-_KEPT = ("documents", INDEX_SECTION, "vectors_int8_scales", KEYWORDS_SECTION)
+_KEPT = ("documents", INDEX_SECTION, "vectors_int8_scales", KEYWORDS_SECTION, DELETED_SECTION)
 #: Texts and metadata are decoded this many at a time, so checking them stays bounded.
 _BATCH = 4096
 
@@ -105,7 +107,24 @@ class UploadChecker:
             values = np.frombuffer(bytes(scales), dtype="<f4")
             if not (np.isfinite(values).all() and (values > 0).all()):
                 raise SnapshotError("snapshot int8 scales must be finite and positive")
+        deleted = self._kept.pop(DELETED_SECTION, None)
+        if deleted is not None:
+            _check_deleted(bytes(deleted), header.deleted_count, ids)
         keywords = self._kept.pop(KEYWORDS_SECTION, None)
         if keywords is not None:
             decode_keywords(bytes(keywords), ids, metadata)
         return header
+
+
+def _check_deleted(raw: bytes, count: int, upserted: Sequence[str]) -> None:
+    """A delta's deleted ids: a JSON list of ``count`` unique ids, none of them upserted."""
+    try:
+        deleted = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise SnapshotError(f"snapshot deleted ids are not valid JSON: {exc}") from None
+    if not isinstance(deleted, list) or len(deleted) != count:
+        raise SnapshotError(f"snapshot deleted ids must be a list of {count} entries")
+    check_ids(deleted)
+    both = set(deleted).intersection(upserted)
+    if both:
+        raise SnapshotError(f"snapshot id {min(both)!r} is both upserted and deleted")
