@@ -289,3 +289,31 @@ def test_openapi_describes_names_and_every_answer_and_405_says_allow(
     answer = http.post("/v1/indexes/x")
     assert answer.status_code == 405
     assert set(answer.headers["allow"].replace(" ", "").split(",")) >= {"GET", "PUT", "DELETE"}
+
+
+def test_deltas_are_checked_appended_and_served_as_a_chain(http: httpx.Client) -> None:
+    from moss.snapshot import encode_delta
+
+    name = "chained"
+    assert http.put(f"/v1/indexes/{name}", content=snapshot_bytes(name, count=3)).is_success
+    vector = np.ones((1, 8), dtype=np.float32)
+    _, chunks = encode_delta(
+        index_name=name,
+        model_id="custom",
+        model_artifact="",
+        dimension=8,
+        ids=["new"],
+        texts=["added"],
+        metadata=[None],
+        vectors=vector,
+        deleted=["doc-0"],
+    )
+    delta = b"".join(bytes(chunk) for chunk in chunks)
+    as_full = http.put(f"/v1/indexes/{name}", content=delta)  # a delta needs X-Moss-Append
+    assert as_full.status_code == 400, as_full.text
+    appended = http.put(f"/v1/indexes/{name}", content=delta, headers={"X-Moss-Append": "1"})
+    assert (appended.status_code, appended.json()["version"]) == (201, 2), appended.text
+    chain = http.get(f"/v1/indexes/{name}/chain", params={"after": 1})
+    assert chain.status_code == 200 and chain.headers["x-moss-version"] == "2"
+    assert chain.headers["content-type"] == "application/vnd.moss.chain"
+    assert http.get(f"/v1/indexes/{name}/chain", params={"after": 2}).status_code == 304
