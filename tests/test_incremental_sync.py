@@ -6,6 +6,7 @@ All on the real file store; the processes are real where the issue says so.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import signal
 import subprocess
@@ -29,7 +30,8 @@ from moss import (
     refresh_policy,
 )
 from moss.stores.base import Download
-from service import worker_env
+from moss.stores.http import HttpStore
+from service import Server, worker_env
 
 WORKERS = Path(__file__).parent / "workers"
 P = "proj"
@@ -388,3 +390,52 @@ def test_sigkill_during_delta_pushes_and_compaction_leaves_the_last_completed_ve
         for info in client.sync.versions("crash"):  # every kept version opens
             MossClient(P, store=store_url).sync.session("crash", version=info.version)
     assert in_full >= 1, "no kill landed inside a compaction"
+
+
+class CountingHttp(HttpStore):
+    """An HttpStore that counts the bytes its chain downloads hand out."""
+
+    read = 0
+
+    def get_chain(self, *args: Any, **kwargs: Any) -> Download:
+        download = super().get_chain(*args, **kwargs)
+        download.chunks = self._count(download.chunks)
+        return download
+
+    def _count(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        for chunk in chunks:
+            self.read += len(chunk)
+            yield chunk
+
+
+def test_reopening_through_moss_serve_downloads_only_newer_versions(tmp_path: Path) -> None:
+    key = "incremental-sync-key-0123456789"
+    with contextlib.ExitStack() as stack:
+        server = stack.enter_context(Server(tmp_path / "server", keys={P: key}))
+        writer = stack.enter_context(MossClient(P, key, store=server.url, cache_dir=tmp_path / "w"))
+        counting = CountingHttp(server.url, project_key=key)
+        stack.callback(counting.close)
+        session = writer.sync.session("conv", model_id="custom")
+        session.add_docs(docs(range(2000), 32))
+        session.push_index()
+        reader = MossClient(P, key, store=counting, cache_dir=tmp_path / "rc")
+        first = reader.sync.session("conv")
+        full = counting.read
+        assert first.doc_count == 2000 and full > 200_000
+        again = reader.sync.session("conv")  # unchanged: the cached chain, nothing downloaded
+        assert (again.version, counting.read) == (1, full)
+        session.add_docs(docs([2000], 32, seed=1))
+        session.push_index(author="w", message="one more")
+        third = reader.sync.session("conv")  # only the delta after the cached version
+        assert third.version == 2 and 0 < counting.read - full <= 16 * 1024
+        assert state(third) == state(session)
+        before = counting.read
+        assert first.refresh() and counting.read - before <= 16 * 1024
+        assert state(first) == state(session)
+        server.stop()
+        down = HttpStore(server.url, project_key=key, retries=0)
+        stack.callback(down.close)
+        offline = MossClient(P, key, store=down, cache_dir=tmp_path / "rc")
+        stale = offline.sync.session("conv")  # the cached chain opens while the server is down
+        assert stale.stale and stale.version == 2 and state(stale) == state(session)
+        assert first.refresh() is False  # down: the session keeps what it holds

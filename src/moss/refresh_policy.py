@@ -268,6 +268,10 @@ class SessionState:
             fetched = yield from self.hydrator.fetch(self.name, None, self.model, after=held)
         except IndexNotFoundError:
             fetched = None
+        except ServiceUnavailableError:
+            if self.hydrator.cache is None:
+                raise
+            return False  # a remote store is down: keep what we hold (as a stale open does)
         self.stale = False  # the store answered
         if fetched is None or fetched.version <= self.version:
             return False
