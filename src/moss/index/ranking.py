@@ -87,6 +87,8 @@ def candidates(
         bounds = np.maximum(bounds, np.asarray(floor, dtype=bounds.dtype))
     # One flat nonzero: np.nonzero over a 2-d mask is ~20x slower.
     flat = np.flatnonzero(scores >= bounds[:, None])
+    if m == 1:
+        return [flat]
     ends = np.searchsorted(flat, np.arange(1, m) * n)
     return [part - i * n for i, part in enumerate(np.split(flat, ends))]
 
