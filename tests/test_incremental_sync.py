@@ -439,3 +439,23 @@ def test_reopening_through_moss_serve_downloads_only_newer_versions(tmp_path: Pa
         stale = offline.sync.session("conv")  # the cached chain opens while the server is down
         assert stale.stale and stale.version == 2 and state(stale) == state(session)
         assert first.refresh() is False  # down: the session keeps what it holds
+
+
+def test_a_refresh_across_several_deltas_applies_each_ids_last_operation(store_url: str) -> None:
+    client = MossClient(P, store=store_url)
+    writer = client.sync.session("many", model_id="custom")
+    writer.add_docs(docs(range(10), 8))
+    writer.push_index()
+    reader = client.sync.session("many")
+    writer.delete_docs(["d1", "d2"])
+    writer.add_docs(docs([20], 8, seed=1))
+    writer.push_index()
+    writer.add_docs(docs([1], 8, seed=2))  # deleted, then back
+    writer.delete_docs(["d20"])  # added, then gone
+    writer.push_index()
+    writer.add_docs(docs([20, 3], 8, seed=3))  # back again; d3 replaced twice
+    writer.add_docs([DocumentInfo(id="d3", text="last", embedding=vectors(1, 8, 5)[0])])
+    writer.push_index()
+    assert reader.refresh() and reader.version == 4
+    assert state(reader) == state(writer) == state(client.sync.session("many"))
+    assert "d2" not in state(reader) and state(reader)["d3"][0] == "last"

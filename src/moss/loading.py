@@ -181,9 +181,32 @@ def full_pieces(data: SnapshotData) -> tuple[Engine, KeywordIndex | None]:
     return engine, keywords
 
 
-def delta_changes(data: DeltaData) -> Changes:
-    """A decoded delta as a batch of writes for :meth:`LocalIndex.apply`."""
-    return Changes(data.ids, data.texts, data.metadata, data.vectors, data.deleted)
+def delta_changes(deltas: Iterable[DeltaData]) -> Changes:
+    """Consecutive decoded deltas as one batch of writes for :meth:`LocalIndex.apply`.
+
+    Each id's last operation wins (an upsert replaces the whole document), so one batch
+    equals applying the deltas in turn, at the cost of one write instead of one per delta.
+    """
+    deltas = list(deltas)
+    if not deltas:
+        return Changes()
+    if len(deltas) == 1:
+        only = deltas[0]
+        return Changes(only.ids, only.texts, only.metadata, only.vectors, only.deleted)
+    last: dict[str, tuple[int, int] | None] = {}  # id -> (delta, row) of its upsert, or deleted
+    for number, delta in enumerate(deltas):
+        last.update((doc_id, (number, row)) for row, doc_id in enumerate(delta.ids))
+        last.update(dict.fromkeys(delta.deleted))
+    upserts = [(doc_id, where) for doc_id, where in last.items() if where is not None]
+    ids = [doc_id for doc_id, _ in upserts]
+    texts = [deltas[n].texts[row] for _, (n, row) in upserts]
+    metadata = [deltas[n].metadata[row] for _, (n, row) in upserts]
+    dimension = deltas[0].vectors.shape[1]
+    vectors = np.empty((len(upserts), dimension), dtype=np.float32)
+    for i, (_, (n, row)) in enumerate(upserts):
+        vectors[i] = deltas[n].vectors[row]
+    deleted = [doc_id for doc_id, where in last.items() if where is None]
+    return Changes(ids, texts, metadata, vectors, deleted)
 
 
 def assemble(
@@ -196,9 +219,9 @@ def assemble(
 ) -> Loaded:
     """A full snapshot's engine with the deltas after it applied, as one loaded version."""
     local = LocalIndex(*start)
-    for _, delta in deltas:
-        assert isinstance(delta, DeltaData)
-        local.apply(delta_changes(delta), record=False)
+    batch = [delta for _, delta in deltas if isinstance(delta, DeltaData)]
+    if batch:
+        local.apply(delta_changes(batch), record=False)
     assert local.engine is not None
     return Loaded(model, local.engine, version, stale, local.keywords, chain)
 

@@ -281,9 +281,9 @@ class SessionState:
     def catch_up(self, fetched: Fetched, *, discard_changes: bool = False) -> Flow[None]:
         """Apply a fetched chain: its deltas in place, or its full snapshot as a new engine."""
         if fetched.start is None:
-            batches = [delta_changes(d) for _, d in fetched.deltas if isinstance(d, DeltaData)]
+            batch = delta_changes(d for _, d in fetched.deltas if isinstance(d, DeltaData))
             # In a worker thread under an event loop: the loop keeps serving other tasks.
-            yield Offload(partial(self.index.apply_versions, batches))
+            yield Offload(partial(self.index.apply_versions, [batch]))
             self.chain = self.chain.then(fetched.frames)
         else:
             loaded: Loaded = yield Offload(partial(loaded_from, fetched))
