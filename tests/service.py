@@ -58,6 +58,7 @@ class Server:
     keys: dict[str, str] = field(default_factory=dict)
     max_upload_bytes: int | None = None
     env: dict[str, str] = field(default_factory=dict)  # e.g. MOSS_SERVE_* limits
+    flags: list[str] = field(default_factory=list)  # more `moss serve` options
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     clients: list[HttpStore] = field(default_factory=list)
@@ -79,6 +80,7 @@ class Server:
         args = ["serve", "--store", self.store_url, "--port", str(self.port)]
         if self.max_upload_bytes is not None:
             args += ["--max-upload-bytes", str(self.max_upload_bytes)]
+        args += self.flags
         env = worker_env(
             MOSS_SERVER_KEYS=",".join(f"{p}:{k}" for p, k in self.keys.items()), **self.env
         )

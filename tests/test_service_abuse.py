@@ -317,3 +317,15 @@ def test_deltas_are_checked_appended_and_served_as_a_chain(http: httpx.Client) -
     assert chain.status_code == 200 and chain.headers["x-moss-version"] == "2"
     assert chain.headers["content-type"] == "application/vnd.moss.chain"
     assert http.get(f"/v1/indexes/{name}/chain", params={"after": 2}).status_code == 304
+
+
+def test_limits_are_moss_serve_flags(tmp_path: Path) -> None:
+    flags = ["--max-uploads-per-project", "1", "--upload-idle-seconds", "1.5"]
+    with Server(tmp_path / "flags", keys={"p": KEY}, flags=flags) as limited:
+        blob = snapshot_bytes("flagged", count=500, dimension=64)
+        head = f"PUT /v1/indexes/flagged HTTP/1.1\r\nContent-Length: {len(blob)}"
+        first = _raw_request(limited, head, blob[:1000])
+        time.sleep(0.3)
+        second = _answer(_raw_request(limited, head, blob[:1000]), timeout=5)
+        assert second.startswith(b"HTTP/1.1 429"), second[:200]
+        assert _answer(first, timeout=10).startswith(b"HTTP/1.1 408")  # idle 1.5 s, not 30

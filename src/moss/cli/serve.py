@@ -55,6 +55,30 @@ def _print_new_key(project: str, record: KeyRecord, secret: str) -> None:
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1))
 @click.option("--log-level", default="info", show_default=True)
 @click.option(
+    "--upload-idle-seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Drop an upload that sends nothing this long (default 30; MOSS_SERVE_UPLOAD_IDLE_SECONDS).",
+)
+@click.option(
+    "--download-stall-seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Drop a download that accepts nothing this long (default 30; MOSS_SERVE_DOWNLOAD_STALL_SECONDS).",
+)
+@click.option(
+    "--max-uploads-per-project",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Uploads streaming at once per project, then 429 (default 32; MOSS_SERVE_MAX_UPLOADS_PER_PROJECT).",
+)
+@click.option(
+    "--max-uploads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Uploads streaming at once in total, then 503 (default 128; MOSS_SERVE_MAX_UPLOADS).",
+)
+@click.option(
     "--console/--no-console",
     default=True,
     show_default=True,
@@ -67,6 +91,10 @@ def serve(
     max_upload_bytes: int,
     workers: int,
     log_level: str,
+    upload_idle_seconds: float | None,
+    download_stall_seconds: float | None,
+    max_uploads_per_project: int | None,
+    max_uploads: int | None,
     console: bool,
 ) -> None:
     """Serve the store's indexes over HTTP (API under /v1, docs at /docs, web console at
@@ -80,10 +108,20 @@ def serve(
         import uvicorn
 
         from ..server import create_app
+        from ..server.limits import ENV as LIMIT_ENV
     except ImportError as exc:
         raise click.ClickException(
             f"the server needs the server extra: pip install 'moss-sessions[server]' ({exc})"
         ) from exc
+    # Flags win over the MOSS_SERVE_* variables; through the environment, every worker sees them.
+    for variable, value in (
+        (LIMIT_ENV["upload_idle_seconds"], upload_idle_seconds),
+        (LIMIT_ENV["download_stall_seconds"], download_stall_seconds),
+        (LIMIT_ENV["max_uploads_per_project"], max_uploads_per_project),
+        (LIMIT_ENV["max_uploads"], max_uploads),
+    ):
+        if value is not None:
+            os.environ[variable] = str(value)
     url = store_url or default_store_url()
     env_keys = parse_env_keys(os.environ.get("MOSS_SERVER_KEYS", ""))
     store = open_store(url)
