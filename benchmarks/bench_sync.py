@@ -16,13 +16,14 @@ index of ``--n`` documents with custom ``--dim`` vectors and one reader session 
   reader's chain downloads hand out.
 
 On the file store it also opens the index through a chain of 64 one-document deltas and
-through the compacted snapshot of the same state (median of 3 cold opens each). Every number
+through the compacted snapshot of the same state (median of 5 cold opens each). Every number
 of one store comes from the same run, so the ratios compare like with like.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import platform
 import statistics
@@ -158,6 +159,14 @@ class Target:
             result |= self.chain_open(writer, dim)
         return result
 
+    def cold_opens(self, repeat: int = 5) -> float:
+        """Median of cold opens, each after a collection (so freed indexes do not weigh)."""
+        times = []
+        for _ in range(repeat):
+            gc.collect()
+            times.append(timed(lambda: self.client().sync.session(NAME)))
+        return statistics.median(times)
+
     def chain_open(self, writer: Any, dim: int, deltas: int = 64) -> dict[str, Any]:
         """Cold opens through a chain of ``deltas`` deltas vs the compacted snapshot."""
         full_push(writer)
@@ -166,11 +175,9 @@ class Target:
             writer.push_index()
         kinds = [v.kind for v in self.client().sync.versions(NAME)]
         assert kinds[-deltas:] == ["delta"] * deltas, kinds
-        chain = statistics.median(timed(lambda: self.client().sync.session(NAME)) for _ in range(3))
+        chain = self.cold_opens()
         full_push(writer)
-        compacted = statistics.median(
-            timed(lambda: self.client().sync.session(NAME)) for _ in range(3)
-        )
+        compacted = self.cold_opens()
         return {
             "open_chain64_ms": chain,
             "open_compacted_ms": compacted,

@@ -459,3 +459,22 @@ def test_a_refresh_across_several_deltas_applies_each_ids_last_operation(store_u
     assert reader.refresh() and reader.version == 4
     assert state(reader) == state(writer) == state(client.sync.session("many"))
     assert "d2" not in state(reader) and state(reader)["d3"][0] == "last"
+
+
+def test_merge_pushes_of_a_new_session_and_into_a_deleted_index_never_give_up(
+    store_url: str,
+) -> None:
+    client = MossClient(P, store=store_url)
+    first, second = (client.sync.session("n", model_id="custom") for _ in range(2))
+    first.add_docs(docs([1], 8))
+    second.add_docs(docs([2], 8))
+    first.push_index()
+    # A session that never loaded a version: its whole log is appended after version 1.
+    result = second.push_index(merge=True)
+    assert (result.version, result.doc_count, second.doc_count) == (2, 2, 2)
+    assert [v.kind for v in client.sync.versions("n")] == ["full", "delta"]
+    client.sync.delete_index("n")
+    second.add_docs(docs([3], 8))
+    result = second.push_index(merge=True)  # the index is gone: pushed whole, as new
+    assert result.version == 3 and client.sync.versions("n")[-1].kind == "full"
+    assert {d.id for d in client.sync.session("n").get_docs()} == {"d1", "d2", "d3"}
