@@ -18,6 +18,12 @@ benchmarks/peers (384-d, 2 cores): 2.2 ms against 3.6 ms in float32 at 100k, 31 
 at 1M, recall@10 1.00 on random vectors and on MiniLM embeddings of WordNet glosses. It costs a
 quarter more memory.
 
+Index kind ``"hnsw"`` (:mod:`moss.index.hnsw`) adds a FAISS HNSW graph once the index holds
+:data:`~moss.index.hnsw.GRAPH_MIN_ROWS` rows: it proposes candidates that are re-ranked by exact
+float32 scores (:func:`~moss.index.ranking.rank_graph`), so scores stay exact cosines and recall
+depends on efSearch (settable per query). Filters that keep few rows are ranked exactly instead,
+so a selective filter still returns the true top k.
+
 Thread safety: one re-entrant lock guards every read and write of the shared state, so a reader
 never sees a half-applied upsert or delete.
 """
@@ -26,8 +32,9 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -37,17 +44,21 @@ import orjson
 from ..errors import InvalidArgumentError
 from .columns import LazyColumn
 from .filters import Filter, compile_filter
+from .hnsw import GRAPH_MIN_ROWS, INDEX_KINDS, GraphParts, HnswGraph, HnswParams, parse_params
 from .quantize import Int8Codes, Int8Index
-from .ranking import GATHER_FRACTION, rank_exact, rank_measured
+from .ranking import GATHER_FRACTION, rank_exact, rank_graph, rank_measured
 from .rows import DocumentRows, StoredDoc
 
-__all__ = ["PRECISIONS", "Engine", "EngineExport", "StoredDoc"]
+__all__ = ["INDEX_KINDS", "PRECISIONS", "Engine", "EngineExport", "HnswParams", "StoredDoc"]
 
 #: Vector precisions an engine can search in: exact float32, or int8 codes re-ranked in float32.
 PRECISIONS = ("float32", "int8")
 
 Matrix = npt.NDArray[np.float32]
 Rows = npt.NDArray[np.intp]
+Ranker = Callable[
+    [DocumentRows, Matrix, "Rows | None", int, "float | None"], list[list[tuple[int, float]]]
+]
 
 # Queries scored together by search_many: bounds the (queries x rows) score matrix.
 _QUERY_BLOCK = 64
@@ -58,6 +69,15 @@ _INT8_MIN_ROWS = 8192
 # every metadata dict in Python (~10 ms per 100k documents), more than ranking the 10% of rows
 # it keeps; agents repeat the same filters (a conversation, a user), so the rows are reused.
 _CACHED_FILTERS = 16
+# A filtered graph search keeps only matching rows in its results but still walks the others,
+# so it needs efSearch / (fraction of rows matching) to keep its recall (measured at 100k x 384,
+# 10% matching: efSearch 640 found 0.98 of the true top 10, 256 only 0.945), capped here.
+_MAX_FILTER_EF = 4096
+# One unit of efSearch costs about as much as scanning this many rows exactly (100k x 384, 2
+# shared cores: ~5 us against ~0.2 us per row), so a filter matching fewer rows than
+# _EXACT_ROWS_PER_EF x its efSearch is ranked by the exact scan: cheaper, and the true top k.
+_EXACT_ROWS_PER_EF = 25
+_MAX_EF_SEARCH = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -70,6 +90,11 @@ class EngineExport:
     metadata: list[dict[str, Any] | None]
     #: The int8 codes (a copy) when the engine's precision is ``"int8"``.
     int8: Int8Codes | None
+    #: ``"flat"`` or ``"hnsw"``, and the hnsw parameters (None for flat).
+    index: str = "flat"
+    hnsw: HnswParams | None = None
+    #: An hnsw engine's graph: FAISS's serialisation (read-only) and the row of each slot.
+    graph: tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]] | None = None
 
 
 class Engine:
@@ -85,13 +110,22 @@ class Engine:
     >>> [(doc.id, round(score, 3)) for doc, score in hits]
     [('a', 1.0)]
 
-    ``Engine(384, precision="int8")`` searches int8 codes and re-ranks in float32.
+    ``Engine(384, precision="int8")`` searches int8 codes and re-ranks in float32;
+    ``Engine(384, index="hnsw", hnsw={"ef_search": 128})`` searches an HNSW graph.
     """
 
-    def __init__(self, dimension: int, *, precision: str = "float32") -> None:
+    def __init__(
+        self,
+        dimension: int,
+        *,
+        precision: str = "float32",
+        index: str = "flat",
+        hnsw: HnswParams | Mapping[str, Any] | None = None,
+    ) -> None:
         if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension < 1:
             raise InvalidArgumentError(f"dimension must be a positive integer, got {dimension!r}")
         _check_precision(precision)
+        self._kind, self._hnsw = _index_kind(index, hnsw)
         self._dimension = dimension
         self._store = DocumentRows(dimension, int8=precision == "int8")
         self._lock = threading.RLock()
@@ -108,6 +142,9 @@ class Engine:
         *,
         precision: str = "float32",
         int8: tuple[npt.NDArray[np.int8], npt.NDArray[np.float32]] | None = None,
+        index: str = "flat",
+        hnsw: HnswParams | Mapping[str, Any] | None = None,
+        graph: GraphParts | None = None,
     ) -> Engine:
         """Build an engine that takes ownership of these arrays without copying them.
 
@@ -116,8 +153,11 @@ class Engine:
         be :class:`LazyColumn` views of a snapshot, decoded only as they are read. With
         ``precision="int8"``, stored ``int8`` codes of these vectors are adopted (else the
         vectors are quantised, ~0.2 s per 100k x 384); with ``"float32"`` codes are ignored.
+        With ``index="hnsw"``, a deserialised ``graph`` of these rows is adopted (else one is
+        built when there are enough rows); with ``"flat"`` it is ignored.
         """
         _check_precision(precision)
+        kind, params = _index_kind(index, hnsw)
         if vectors.ndim != 2 or vectors.dtype != np.float32 or not vectors.flags.c_contiguous:
             raise InvalidArgumentError(
                 "vectors must be a C-contiguous float32 matrix of shape (count, dimension), "
@@ -129,7 +169,7 @@ class Engine:
                 f"got {count} vectors, {len(ids)} ids, {len(texts)} texts and {len(metadata)} "
                 "metadata entries; pass one of each per document"
             )
-        engine = cls(int(vectors.shape[1]))
+        engine = cls(int(vectors.shape[1]), index=kind, hnsw=params)
         rows = dict(zip(ids, range(count), strict=True))
         if len(rows) != count:
             raise InvalidArgumentError("document ids must be unique; found duplicates")
@@ -146,6 +186,15 @@ class Engine:
                 store.int8 = Int8Index.from_codes(int8, count, engine._dimension)
             else:
                 store.int8 = Int8Index.build(vectors)
+        if params is not None and graph is not None:
+            if int((graph.row_of_slot >= 0).sum()) != count:
+                raise InvalidArgumentError(
+                    f"the hnsw graph holds {int((graph.row_of_slot >= 0).sum())} live rows, "
+                    f"not {count}: pass the graph exported with these vectors"
+                )
+            store.graph = HnswGraph(graph, count, params)
+        else:
+            engine._maintain_graph()
         return engine
 
     @property
@@ -166,6 +215,35 @@ class Engine:
                 return
             store = self._store
             store.int8 = None if precision == "float32" else Int8Index.build(store.matrix())
+
+    @property
+    def index_kind(self) -> str:
+        """``"flat"`` (exact scan) or ``"hnsw"`` (HNSW graph, exact re-rank)."""
+        return self._kind
+
+    @property
+    def hnsw(self) -> HnswParams | None:
+        """The hnsw parameters, or None for a flat engine."""
+        return self._hnsw
+
+    def set_index(self, index: str, hnsw: HnswParams | Mapping[str, Any] | None = None) -> None:
+        """Switch the index kind (building or dropping the graph) or the hnsw parameters; the
+        graph is rebuilt only if a build parameter changed."""
+        kind, params = _index_kind(index, hnsw)
+        with self._lock:
+            old = self._hnsw
+            self._kind, self._hnsw = kind, params
+            graph = self._store.graph
+            if params is None or (
+                graph is not None
+                and old is not None
+                and (old.m, old.ef_construction, old.storage)
+                != (params.m, params.ef_construction, params.storage)
+            ):
+                self._store.graph = None
+            elif graph is not None:
+                graph.params = params
+            self._maintain_graph()
 
     def __len__(self) -> int:
         return len(self._store)
@@ -195,7 +273,9 @@ class Engine:
             )
         with self._lock:
             self._filter_rows.clear()
-            return self._store.upsert(ids, texts, metadata, vectors)
+            counts = self._store.upsert(ids, texts, metadata, vectors)
+            self._maintain_graph()
+            return counts
 
     def delete(self, ids: Iterable[str]) -> int:
         """Delete documents by id; return how many existed. Unknown ids are ignored."""
@@ -203,7 +283,21 @@ class Engine:
             deleted = self._store.delete(ids)
             if deleted:
                 self._filter_rows.clear()
+                self._maintain_graph()
         return deleted
+
+    def _maintain_graph(self) -> None:
+        """Build the graph once an hnsw index is large enough; rebuild it from the live rows
+        when too many of its slots are tombstones."""
+        store, params = self._store, self._hnsw
+        if params is None:
+            store.graph = None
+            return
+        graph = store.graph
+        if graph is None or graph.dead_fraction() >= params.rebuild_fraction:
+            store.graph = (
+                HnswGraph.build(store.matrix(), params) if len(store) >= GRAPH_MIN_ROWS else None
+            )
 
     # --- reads ----------------------------------------------------------------------------
 
@@ -253,18 +347,20 @@ class Engine:
         top_k: int,
         filter: Mapping[str, Any] | None = None,
         min_score: float | None = None,
+        ef_search: int | None = None,
     ) -> list[tuple[StoredDoc, float]]:
         """The ``top_k`` documents most similar to ``query``, best first, with cosine scores.
 
         A filter restricts the candidates before ranking; ``min_score`` drops weaker results.
         Equal scores are ordered by id, so results do not depend on insertion history.
+        ``ef_search`` overrides the hnsw parameter for this query (ignored by flat engines).
         """
         query = np.asarray(query, dtype=np.float32)
         if query.shape != (self._dimension,):
             raise InvalidArgumentError(
                 f"query must be a vector of shape ({self._dimension},), got {query.shape}"
             )
-        return self.search_many(query[None, :], top_k, filter, min_score)[0]
+        return self.search_many(query[None, :], top_k, filter, min_score, ef_search)[0]
 
     def search_many(
         self,
@@ -272,6 +368,7 @@ class Engine:
         top_k: int,
         filter: Mapping[str, Any] | None = None,
         min_score: float | None = None,
+        ef_search: int | None = None,
     ) -> list[list[tuple[StoredDoc, float]]]:
         """:meth:`search` for each row of ``queries`` (shape (m, d)), sharing the filter work."""
         queries = np.asarray(queries, dtype=np.float32)
@@ -281,6 +378,14 @@ class Engine:
             )
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
             raise InvalidArgumentError(f"top_k must be a positive integer, got {top_k!r}")
+        if ef_search is not None and (
+            isinstance(ef_search, bool)
+            or not isinstance(ef_search, int)
+            or not 1 <= ef_search <= _MAX_EF_SEARCH
+        ):
+            raise InvalidArgumentError(
+                f"ef_search must be an integer in 1..{_MAX_EF_SEARCH} or None, got {ef_search!r}"
+            )
         predicate = compile_filter(filter)
         with self._lock:
             store = self._store
@@ -292,7 +397,15 @@ class Engine:
                 and count >= _INT8_MIN_ROWS
                 and (subset is None or len(subset) > GATHER_FRACTION * count)
             )
-            rank = rank_measured if compact else rank_exact
+            rank: Ranker = rank_measured if compact else rank_exact
+            graph = store.graph
+            if graph is not None and (subset is None or len(subset)):
+                ef = ef_search or graph.params.ef_search
+                if subset is not None:
+                    ef = min(_MAX_FILTER_EF, -(-ef * count // len(subset)))
+                if subset is None or len(subset) > _EXACT_ROWS_PER_EF * ef:
+                    rank = partial(rank_graph, ef_search=ef)
+
             results: list[list[tuple[StoredDoc, float]]] = []
             for start in range(0, queries.shape[0], _QUERY_BLOCK):
                 block = queries[start : start + _QUERY_BLOCK]
@@ -333,7 +446,8 @@ class Engine:
         with self._lock:
             vectors, ids, texts, metadata = self._store.export()
             int8 = self._store.int8.export() if self._store.int8 is not None else None
-            return EngineExport(vectors, ids, texts, metadata, int8)
+            graph = self._store.graph.export() if self._store.graph is not None else None
+            return EngineExport(vectors, ids, texts, metadata, int8, self._kind, self._hnsw, graph)
 
 
 def _filter_key(filter: Mapping[str, Any] | None) -> bytes | None:
@@ -351,3 +465,15 @@ def _check_precision(precision: object) -> None:
         raise InvalidArgumentError(
             f"precision must be one of {', '.join(map(repr, PRECISIONS))}, got {precision!r}"
         )
+
+
+def _index_kind(
+    index: object, hnsw: HnswParams | Mapping[str, Any] | None
+) -> tuple[str, HnswParams | None]:
+    if index not in INDEX_KINDS:
+        raise InvalidArgumentError(
+            f"index must be one of {', '.join(map(repr, INDEX_KINDS))}, got {index!r}"
+        )
+    if index == "flat":
+        return "flat", None
+    return "hnsw", parse_params(hnsw)

@@ -18,7 +18,14 @@ import numpy.typing as npt
 
 from .rows import DocumentRows
 
-__all__ = ["candidates", "faster_kernel", "rank_exact", "rank_int8", "rank_measured"]
+__all__ = [
+    "candidates",
+    "faster_kernel",
+    "rank_exact",
+    "rank_graph",
+    "rank_int8",
+    "rank_measured",
+]
 
 Matrix = npt.NDArray[np.float32]
 Rows = npt.NDArray[np.intp]
@@ -32,6 +39,9 @@ GATHER_FRACTION = 0.125
 # _RERANK_FACTOR x top_k if more: a gather of 100 rows costs ~20 us, so erring high is cheap.
 _RERANK_MIN = 100
 _RERANK_FACTOR = 10
+# The graph proposes this many candidates per query (at least; 2 x top_k if more) for the exact
+# re-rank: measured at 100k, 40 candidates at efSearch 64 found 0.995 of the true top 10.
+_GRAPH_CANDIDATES = 40
 # Top-k candidates: the maxima of groups of at most _GROUP columns bound the k-th best score,
 # with at least _GROUPS_PER_PICK groups per wanted score (more: a tighter bound, fewer picks).
 _GROUP = 64
@@ -148,6 +158,27 @@ def rank_int8(
     picks = []
     for query, columns in zip(queries, candidates(approx, wanted), strict=True):
         rows = columns if subset is None else subset[columns]
+        exact: Matrix = np.einsum("ij,j->i", store.vectors[rows], query)  # see _product
+        picks.append(top(store, exact, rows, top_k, min_score))
+    return picks
+
+
+def rank_graph(
+    store: DocumentRows,
+    queries: Matrix,
+    subset: Rows | None,
+    top_k: int,
+    min_score: float | None,
+    ef_search: int,
+) -> Picks:
+    """Candidates proposed by the HNSW graph (only rows of ``subset`` if given), ranked by their
+    exact float32 scores. The graph's own scores are not used: with 8-bit storage they are
+    approximate, and re-ranking a few dozen rows costs ~10 us."""
+    assert store.graph is not None
+    wanted = max(_GRAPH_CANDIDATES, 2 * top_k)
+    picks = []
+    found = store.graph.candidates(queries, wanted, ef_search, subset)
+    for query, rows in zip(queries, found, strict=True):
         exact: Matrix = np.einsum("ij,j->i", store.vectors[rows], query)  # see _product
         picks.append(top(store, exact, rows, top_k, min_score))
     return picks

@@ -14,13 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from .columns import LazyColumn
 from .quantize import Int8Index
+
+if TYPE_CHECKING:
+    from .hnsw import HnswGraph
 
 __all__ = ["DocumentRows", "StoredDoc"]
 
@@ -45,6 +48,8 @@ class DocumentRows:
     def __init__(self, dimension: int, int8: bool = False) -> None:
         self.dimension = dimension
         self.int8: Int8Index | None = Int8Index(dimension) if int8 else None
+        # The HNSW graph of an hnsw engine once it has one (see moss.index.hnsw), kept in step.
+        self.graph: HnswGraph | None = None
         self.vectors: Matrix = np.empty((0, dimension), dtype=np.float32)
         self.ids: list[str] = []
         # Lists, or LazyColumns of a snapshot's documents (decoded per value as they are read)
@@ -165,6 +170,8 @@ class DocumentRows:
         stored_texts, stored_metadata = self.lists()
         if self.int8 is not None:
             self.int8.assign(rows, vectors[batch], self.matrix())
+        if self.graph is not None:
+            self.graph.assign(rows, vectors[batch])
         for row, i in zip(rows, batch, strict=True):
             stored_texts[row] = texts[i]
             stored_metadata[row] = metadata[i]
@@ -193,9 +200,11 @@ class DocumentRows:
             stored_texts.extend([texts[i] for i in batch])
             stored_metadata.extend([metadata[i] for i in batch])
         self.row_of.update(zip(self.ids[start:], range(start, len(self.ids)), strict=True))
+        end = len(self.ids)
         if self.int8 is not None:
-            end = len(self.ids)
             self.int8.append(self.vectors[start:end], self.vectors[:end])
+        if self.graph is not None:
+            self.graph.append(start, self.vectors[start:end])
 
     def _append_new(
         self,
@@ -217,15 +226,19 @@ class DocumentRows:
             self.row_of = positions  # rows are the batch positions: adopt the dict as it is
         else:
             self.row_of.update(zip(ids, range(start, start + len(ids)), strict=True))
+        end = len(self.ids)
         if self.int8 is not None:
-            end = len(self.ids)
             self.int8.append(self.vectors[start:end], self.vectors[:end])
+        if self.graph is not None:
+            self.graph.append(start, self.vectors[start:end])
 
     def _remove_row(self, doc_id: str, row: int) -> None:
         """Move the last row into ``row`` so rows stay dense (O(1) per delete)."""
         last = len(self.ids) - 1
         texts, metadata = self.lists()
         del self.row_of[doc_id]
+        if self.graph is not None:
+            self.graph.remove(row, last)
         if row != last:
             moved = self.ids[last]
             self.vectors[row] = self.vectors[last]

@@ -6,6 +6,7 @@ from .chain import ChainReader, encode_frame_prefix
 from .codec import (
     DELETED_SECTION,
     FORMAT_VERSION,
+    HNSW_SECTIONS,
     INT8_SECTIONS,
     KEYWORDS_SECTION,
     MAX_HEADER_BYTES,
@@ -20,10 +21,12 @@ from .codec import (
     encode_snapshot,
     read_header,
 )
+from .mapped import map_snapshot
 
 __all__ = [
     "DELETED_SECTION",
     "FORMAT_VERSION",
+    "HNSW_SECTIONS",
     "INT8_SECTIONS",
     "KEYWORDS_SECTION",
     "MAX_HEADER_BYTES",
@@ -39,5 +42,6 @@ __all__ = [
     "encode_delta",
     "encode_frame_prefix",
     "encode_snapshot",
+    "map_snapshot",
     "read_header",
 ]

@@ -35,9 +35,11 @@ import xxhash
 
 from ..errors import InvalidArgumentError, SnapshotError
 from ..index.columns import LazyColumn
+from ..index.hnsw import HnswParams, parse_params
 from ..validation import validate_name
 from .data import DeltaData, Int8Vectors, SnapshotData, int8_arrays
 from .documents import INDEX_SECTION, Metadata, check_ids, encode_documents
+from .graph import HNSW_SECTIONS, graph_sections
 from .header import (
     FORMAT_VERSION,
     MAX_AUTHOR_BYTES,
@@ -63,6 +65,7 @@ from .reader import (
 
 __all__ = [
     "FORMAT_VERSION",
+    "HNSW_SECTIONS",
     "MAX_HEADER_BYTES",
     "DELETED_SECTION",
     "DeltaData",
@@ -98,6 +101,9 @@ def encode_snapshot(
     keywords: bytes | None = None,
     author: str | None = None,
     message: str | None = None,
+    index: str = "flat",
+    hnsw: HnswParams | dict[str, object] | None = None,
+    graph: tuple[npt.ArrayLike, npt.ArrayLike] | None = None,
 ) -> tuple[SnapshotHeader, _Chunks]:
     """Encode a full index version; return its header (total size included) and its chunks.
 
@@ -109,24 +115,34 @@ def encode_snapshot(
     optional int8 sections, so readers open the index in int8 without quantising it again;
     ``keywords`` (``moss.snapshot.keywords.encode_keywords``) adds the keyword-index section, so
     readers need not rebuild it. ``author`` and ``message`` are optional free text stored in the
-    header. Raises :class:`InvalidArgumentError` for inputs the format cannot hold.
+    header. ``index="hnsw"`` with its ``hnsw`` parameters records the index kind in the header,
+    and ``graph`` (``Engine.export_all().graph``: FAISS's serialisation and the slot map) adds
+    the graph sections, so readers need not rebuild it. Raises :class:`InvalidArgumentError`
+    for inputs the format cannot hold.
     """
     array, fields = _common(index_name, model_id, model_artifact, vectors, chunk_size)
     count, dimension = array.shape
-    documents, index = encode_documents(count, ids, texts, metadata)
+    if index not in ("flat", "hnsw"):
+        raise InvalidArgumentError(f"index must be 'flat' or 'hnsw', got {index!r}")
+    params = parse_params(hnsw) if index == "hnsw" else None
+    if graph is not None and params is None:
+        raise InvalidArgumentError("a graph is stored only with index='hnsw'")
+    documents, offsets = encode_documents(count, ids, texts, metadata)
     sections: _Sections = [
         ("vectors", [byte_memory(array)]),
         ("documents", [memoryview(documents)]),
     ]
-    if index:
-        sections.append((INDEX_SECTION, [memoryview(index)]))
+    if offsets:
+        sections.append((INDEX_SECTION, [memoryview(offsets)]))
     if int8 is not None:
         codes, scales = int8_arrays(int8, count, dimension)
         sections.append(("vectors_int8", [byte_memory(codes)]))
         sections.append(("vectors_int8_scales", [byte_memory(scales)]))
     if keywords:
         sections.append((KEYWORDS_SECTION, [memoryview(keywords)]))
-    return _encode(sections, chunk_size, fields, array.shape, "full", author, message)
+    if graph is not None:
+        sections.extend((name, [byte_memory(part)]) for name, part in graph_sections(graph, count))
+    return _encode(sections, chunk_size, fields, array.shape, "full", author, message, hnsw=params)
 
 
 def encode_delta(
@@ -211,6 +227,7 @@ def _encode(
     author: str | None,
     message: str | None,
     deleted_count: int = 0,
+    hnsw: HnswParams | None = None,
 ) -> tuple[SnapshotHeader, _Chunks]:
     header, head = build_header(
         **fields,
@@ -222,6 +239,8 @@ def _encode(
         author=check_text_field("author", author, MAX_AUTHOR_BYTES),
         message=check_text_field("message", message, MAX_MESSAGE_BYTES),
         deleted_count=deleted_count,
+        index_kind="flat" if hnsw is None else "hnsw",
+        hnsw=hnsw,
     )
     return header, _chunks(head, [parts for _, parts in sections], chunk_size)
 

@@ -14,6 +14,7 @@ import numpy.typing as npt
 
 from ..errors import InvalidArgumentError
 from ..index.columns import LazyColumn
+from ..index.hnsw import GraphParts, HnswParams
 from .documents import Metadata
 from .header import SnapshotHeader
 
@@ -35,8 +36,9 @@ class Int8Vectors(NamedTuple):
 
 @dataclass
 class SnapshotData:
-    """A decoded full snapshot: its header, an owned writeable (count, dimension) float32 array,
-    the documents as three parallel columns, and the int8 codes if the index stores them.
+    """A decoded full snapshot: its header, a (count, dimension) float32 array (owned and
+    writeable, or a read-only view of a mapped file from :func:`map_snapshot`), the documents as
+    three parallel columns, the int8 codes and the HNSW graph if the index stores them.
 
     Texts and metadata are lists, or :class:`LazyColumn` views decoded as they are read when
     the snapshot has a ``documents_index`` section.
@@ -49,6 +51,18 @@ class SnapshotData:
     metadata: list[Metadata] | LazyColumn[Metadata]
     int8: Int8Vectors | None = None
     keywords: bytes | None = None
+    #: The deserialised HNSW graph of an hnsw index, if the snapshot carries it.
+    graph: GraphParts | None = None
+
+    @property
+    def index_kind(self) -> str:
+        """``"hnsw"`` or ``"flat"``, from the header (old snapshots are flat)."""
+        return self.header.index_kind
+
+    @property
+    def hnsw(self) -> HnswParams | None:
+        """The hnsw parameters from the header (None for flat)."""
+        return self.header.hnsw
 
     @property
     def precision(self) -> str:

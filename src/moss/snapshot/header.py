@@ -16,7 +16,9 @@ import orjson
 import xxhash
 
 from ..errors import InvalidArgumentError, SnapshotError
+from ..index.hnsw import HnswParams
 from ..validation import validate_name
+from .graph import check_graph_sections, index_field, parse_index_field
 
 MAGIC = b"MOSSSNAP"
 FORMAT_VERSION = 2
@@ -39,7 +41,14 @@ MAX_MESSAGE_BYTES = 4096
 CHECKSUM_ALGORITHM = "xxh3_64"
 REQUIRED_SECTIONS = {"full": ("vectors", "documents"), "delta": ("vectors", "documents", "deleted")}
 #: Sections only a full snapshot may carry (a delta's readers re-quantise and re-tokenise).
-FULL_ONLY_SECTIONS = ("vectors_int8", "vectors_int8_scales", "keywords", "documents_index")
+FULL_ONLY_SECTIONS = (
+    "vectors_int8",
+    "vectors_int8_scales",
+    "keywords",
+    "documents_index",
+    "hnsw_graph",
+    "hnsw_slots",
+)
 
 _CHECKSUM_PATTERN = re.compile(r"[0-9a-f]{16}")
 _SECTION_NAME_PATTERN = re.compile(r"[a-z0-9_.-]{1,64}")
@@ -75,6 +84,9 @@ class SnapshotHeader:
     message: str | None = None
     #: The number of ids a delta deletes (0 for a full snapshot).
     deleted_count: int = 0
+    #: How the index searches: ``"flat"`` (exact) or ``"hnsw"`` with these parameters.
+    index_kind: str = "flat"
+    hnsw: HnswParams | None = None
 
 
 def align(offset: int) -> int:
@@ -100,6 +112,8 @@ def build_header(
     author: str | None = None,
     message: str | None = None,
     deleted_count: int = 0,
+    index_kind: str = "flat",
+    hnsw: HnswParams | None = None,
 ) -> tuple[SnapshotHeader, bytes]:
     """Lay out ``sections`` (name, length, checksum) in order; return the header and the bytes
     that precede the first section (prefix, header JSON, zero padding)."""
@@ -124,6 +138,9 @@ def build_header(
         }
         if kind == "delta":
             fields["deleted_count"] = deleted_count
+        index = index_field(index_kind, hnsw)
+        if index is not None:
+            fields["index"] = index
         fields.update(
             (key, value) for key, value in (("author", author), ("message", message)) if value
         )
@@ -151,6 +168,8 @@ def build_header(
         author=author or None,
         message=message or None,
         deleted_count=deleted_count,
+        index_kind="hnsw" if index is not None else "flat",
+        hnsw=hnsw if index is not None else None,
     )
     return header, head
 
@@ -233,6 +252,8 @@ def parse_header(
             f"need {count * dimension * 4}: the header is inconsistent"
         )
     _check_int8_sections(sections, count, dimension)
+    index_kind, hnsw = parse_index_field(fields.get("index"))
+    check_graph_sections(sections, index_kind, count)
     return SnapshotHeader(
         format_version=version,
         index_name=name,
@@ -247,6 +268,8 @@ def parse_header(
         author=_optional_text(fields, "author", MAX_AUTHOR_BYTES),
         message=_optional_text(fields, "message", MAX_MESSAGE_BYTES),
         deleted_count=deleted_count,
+        index_kind=index_kind,
+        hnsw=hnsw,
     )
 
 

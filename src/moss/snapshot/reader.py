@@ -24,6 +24,7 @@ from .documents import (
     parse_documents,
     parse_indexed_documents,
 )
+from .graph import HNSW_SECTIONS, decode_graph
 from .header import (
     PREFIX,
     SnapshotHeader,
@@ -58,8 +59,13 @@ class SnapshotReader:
         max_size: int | None = None,
         keep_int8: bool = True,
         lazy_documents: bool = True,
+        keep_graph: bool = True,
     ) -> None:
         self._keep_data = keep_data
+        # Without keep_graph, hnsw sections are checked but not kept (nor deserialised).
+        self._keep_graph = keep_data and keep_graph
+        self._graph: npt.NDArray[np.uint8] | None = None
+        self._slots = bytearray()
         # Without keep_int8, int8 sections are checked but not kept (an index opened in float32).
         self._keep_int8 = keep_data and keep_int8
         self._int8_codes: npt.NDArray[np.int8] | None = None
@@ -139,7 +145,12 @@ class SnapshotReader:
                 codes = rows_from_v1_blocks(codes.reshape(-1), header.count, header.dimension)
             int8 = Int8Vectors(codes, scales)
         keywords = bytes(self._keywords) if KEYWORDS_SECTION in header.sections else None
-        return SnapshotData(header, self._vectors, ids, texts, metadata, int8, keywords)
+        graph = None
+        if self._graph is not None:  # every section's checksum was verified: FAISS may read it
+            slots = np.frombuffer(bytes(self._slots), dtype=np.uint8)
+            graph = decode_graph(self._graph, slots, header.count, header.dimension)
+            self._graph = None
+        return SnapshotData(header, self._vectors, ids, texts, metadata, int8, keywords, graph)
 
     def _delta(self, header: SnapshotHeader) -> DeltaData:
         assert self._vectors is not None  # allocated with the header
@@ -231,6 +242,9 @@ class SnapshotReader:
                 codes = _allocate((header.count, header.dimension), "i1", "int8 codes")
                 self._int8_codes = codes
                 self._int8_bytes = codes.reshape(-1).view(np.uint8)
+            if self._keep_graph and HNSW_SECTIONS[0] in header.sections:
+                length = header.sections[HNSW_SECTIONS[0]].length
+                self._graph = _allocate((length, 1), "u1", "hnsw graph bytes").reshape(-1)
         self._head = bytearray()
         self._header = header
         self._skip_finished_regions()
@@ -252,6 +266,11 @@ class SnapshotReader:
             self._int8_bytes[self._region_pos : end] = np.frombuffer(part, dtype=np.uint8)
         elif name == "vectors_int8_scales" and self._int8_bytes is not None:
             self._int8_scales += part
+        elif name == HNSW_SECTIONS[0] and self._graph is not None:
+            end = self._region_pos + len(part)
+            self._graph[self._region_pos : end] = np.frombuffer(part, dtype=np.uint8)
+        elif name == HNSW_SECTIONS[1] and self._graph is not None:
+            self._slots += part
         elif name == KEYWORDS_SECTION:
             self._keywords += part
         elif name == DELETED_SECTION:
