@@ -129,7 +129,7 @@ class Target:
         result["full_push_bytes"] = self.size_of_latest(writer_client)
         counting = Counting(open_store(self.url, project_key=self.key))
         started = time.perf_counter()
-        reader = self.client(counting).sync.session(NAME)  # type: ignore[arg-type]
+        reader = self.client(counting).sync.session(NAME)
         result["open_ms"] = (time.perf_counter() - started) * 1000
         result["open_bytes"] = counting.read
         writer.add_docs(one_doc(0, dim))
