@@ -2,7 +2,7 @@
 
 Compares the options a flat exact index could use, in one run, at 10k and 100k x 384-d:
 ``faiss.IndexFlatIP``, ``faiss.knn`` over a numpy matrix, and numpy's BLAS product plus
-``argpartition`` (what :class:`moss.engine.Engine` uses), and prints ratios.
+``argpartition`` (what :class:`moss.index.engine.Engine` uses), and prints ratios.
 
 Run: ``.venv/bin/python benchmarks/bench_engine_search.py [--sizes 10000 100000]``
 """

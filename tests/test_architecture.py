@@ -30,6 +30,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "moss.session",
             "moss.client",
             "moss.refresh_policy",
+            "moss.hydrator",
+            "moss.history",
         ),
     ),
     ("services", ("moss.server", "moss.mcp", "moss.console")),

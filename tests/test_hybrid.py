@@ -254,9 +254,10 @@ async def test_query_multi_index_async_twin_and_errors(client: MossClient) -> No
         await client.query_multi_index(["a", "b"], "x", options)
     with pytest.raises(InvalidArgumentError, match="non-empty list"):
         await client.query_multi_index("a", "x", options)
-    await client.session("m", model_id="moss-minilm")
+    m = await client.session("m", model_id="moss-minilm")  # kept: the client holds sessions weakly
     with pytest.raises(ModelMismatchError, match="one embedding model"):
         await client.query_multi_index(["a", "m"], "x", options)
+    assert m.doc_count == 0
 
 
 TICKETS = {

@@ -9,11 +9,12 @@ import hypothesis.strategies as st
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from moss import SnapshotError, keyword
+from moss import SnapshotError
+from moss.index import keyword
+from moss.index.analyzer import TermIds, analyze
 from moss.index.filters import compile_filter
 from moss.index.keyword import KeywordIndex
 from moss.snapshot.keywords import decode_keywords, encode_keywords
-from moss.index.analyzer import TermIds, analyze
 
 
 def test_analyzer_lowercases_stems_and_drops_stop_words() -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from moss import ConflictError, DocumentInfo, MossClient, QueryOptions, refresh_policy
+from moss import DocumentInfo, MossClient, QueryOptions
 from moss.index.engine import Engine
 from moss.index.local import Changes, LocalIndex
 
@@ -93,30 +93,3 @@ def test_twenty_concurrent_merge_writers_lose_no_turn(tmp_path: Path) -> None:
     # 20 writers x 10 rounds: the old linear back-off gave up after 20 attempts here.
     assert final.version >= writers * rounds
     assert final.query("t", QueryOptions(top_k=1, embedding=vectors(0, 0)[0].tolist())).docs
-
-
-def test_merge_backoff_grows_exponentially_up_to_its_cap() -> None:
-    waits = [max(refresh_policy.merge_backoff(a) for _ in range(200)) for a in (0, 4, 12)]
-    assert (
-        waits[0]
-        <= refresh_policy.MERGE_FIRST_WAIT
-        < waits[1]
-        < waits[2]
-        <= refresh_policy.MERGE_MAX_WAIT
-    )
-
-
-def test_a_merge_push_gives_up_at_its_deadline(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    client = MossClient("proj", store=(tmp_path / "store").as_uri())
-    first, second = (client.sync.session("m", model_id="custom") for _ in range(2))
-    for session, seed in ((first, 1), (second, 2)):
-        session.add_docs([DocumentInfo(id=f"d{seed}", text="t", embedding=vectors(seed)[0])])
-    first.push_index()
-    monkeypatch.setattr(refresh_policy, "MERGE_DEADLINE", 0.0)
-    with pytest.raises(ConflictError, match=r"1 merge attempts over 0 s"):
-        second.push_index(merge=True)
-    monkeypatch.setattr(refresh_policy, "MERGE_DEADLINE", 30.0)
-    assert second.push_index(merge=True).version == 2
-    assert second.doc_count == 2
