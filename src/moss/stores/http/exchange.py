@@ -82,20 +82,15 @@ class Send:
     def run(self) -> httpx.Response:
         client = self.clients.sync()
         content = None if self.body is None else self.body.sync()
-        request = client.build_request(
-            self.method,
-            self.url,
-            headers=self.headers,
-            params=self.params,
-            content=content,
-            timeout=self.timeout,
-        )
-        return client.send(request, stream=self.stream)
+        return client.send(self._request(client, content), stream=self.stream)
 
     async def arun(self) -> httpx.Response:
         client = await self.clients.asynchronous()
         content = None if self.body is None else self.body.asynchronous()
-        request = client.build_request(
+        return await client.send(self._request(client, content), stream=self.stream)
+
+    def _request(self, client: httpx.Client | httpx.AsyncClient, content: Any) -> httpx.Request:
+        return client.build_request(
             self.method,
             self.url,
             headers=self.headers,
@@ -103,7 +98,6 @@ class Send:
             content=content,
             timeout=self.timeout,
         )
-        return await client.send(request, stream=self.stream)
 
 
 @dataclass(frozen=True, slots=True)
