@@ -80,7 +80,7 @@ def test_uploads_of_killed_writers_are_swept_at_start_up_never_a_live_ones(
     assert len(temp_files(root)) == 1
     os.kill(pid, signal.SIGKILL)  # as `docker kill`: no clean-up runs
     writer[0].wait()
-    FileStore(root)  # younger than the default age (an hour): kept
+    FileStore(root, orphan_age=3600)  # younger than the age asked for: kept
     assert len(temp_files(root)) == 1
     store = FileStore(root, orphan_age=0)  # a restart: swept without any push
     assert temp_files(root) == []
@@ -119,7 +119,7 @@ def test_partial_downloads_of_killed_clients_are_swept_from_the_cache(
     assert len(temp_files(root)) == 1
     os.kill(pid, signal.SIGKILL)
     writer[0].wait()
-    SnapshotCache(root)  # younger than the default age: kept
+    SnapshotCache(root, orphan_age=3600)  # younger than the age asked for: kept
     assert len(temp_files(root)) == 1
     SnapshotCache(root, orphan_age=0)
     assert temp_files(root) == []

@@ -20,8 +20,9 @@ from typing import BinaryIO
 
 TEMP_PREFIX = ".tmp-"
 
-#: Temporary files untouched for this long whose writer is gone are swept (seconds).
-DEFAULT_ORPHAN_AGE = 3600.0
+#: Temporary files whose writer is gone (its flock is free) are swept once untouched this long
+#: (seconds): only the instant between a writer creating its file and locking it needs a guard.
+DEFAULT_ORPHAN_AGE = 1.0
 
 
 def fsync_dir(directory: Path) -> None:
