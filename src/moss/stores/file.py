@@ -49,13 +49,16 @@ from .file_watch import Notifier, Wait
 __all__ = ["FileStore", "check_expected_version"]  # (the latter: still imported from here)
 
 _OPEN_RETRIES = 10
+#: How often a put also sweeps the whole root (uploads orphaned in indexes nobody pushes to).
+_FULL_SWEEP_SECONDS = 3600.0
 
 
 class FileStore:
     """Keep index versions as files under ``root`` (the zero-setup default store).
 
-    Uploads orphaned by a killed writer are swept when the store is made and then about every
-    ``orphan_age`` seconds: those untouched for ``orphan_age`` seconds whose writer is gone.
+    Uploads orphaned by a killed writer (its lock free, untouched for ``orphan_age`` seconds)
+    are swept when the store is made, in an index at each put to it, and in the whole root
+    hourly.
 
     Example::
 
@@ -198,7 +201,7 @@ class FileStore:
                 keep=self.keep_versions,
             )
         sweep_temp_files(directory, self.orphan_age)
-        if time.monotonic() - self._swept_at > self.orphan_age:
+        if time.monotonic() - self._swept_at > _FULL_SWEEP_SECONDS:
             self.sweep()  # uploads orphaned in indexes nobody pushes to again
         return layout.with_stats(directory, layout.info(name, version, header, header.total_size))
 
