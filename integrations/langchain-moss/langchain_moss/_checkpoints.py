@@ -17,10 +17,27 @@ _HIDDEN_TAG = "langgraph:hidden"
 
 
 @dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint reached: who reached it (the LangGraph node, else the run's name) and why.
+
+    ``message`` names the rule(s) that fired, e.g. ``"node:researcher"``, ``"tag:save"``,
+    ``"every 5 chain ends"``, ``"root end"`` or ``"event:moss_checkpoint"``.
+    """
+
+    author: str | None
+    message: str
+
+
+@dataclass(frozen=True)
 class _Run:
     node: str | None
+    name: str | None
     tags: frozenset[str]
-    checkpoint: bool
+    reasons: tuple[str, ...]
+
+    @property
+    def author(self) -> str | None:
+        return self.node or self.name
 
 
 class CheckpointRules:
@@ -58,7 +75,8 @@ class CheckpointRules:
         self.every_n_chain_ends = every_n_chain_ends
         self.checkpoint_event = checkpoint_event
         self._lock = threading.Lock()
-        # Runs in flight, only kept when tags or nodes need a run's ancestry.
+        # Runs in flight: their ancestry (tags, node) and, since end events carry neither
+        # metadata nor names, who a checkpoint at their end is by.
         self._runs: dict[UUID, _Run] = {}
         self._chain_ends = 0
 
@@ -68,41 +86,57 @@ class CheckpointRules:
         parent_run_id: UUID | None,
         tags: Iterable[str] | None,
         metadata: Mapping[str, Any] | None,
+        name: str | None = None,
     ) -> None:
-        """Record a run's start: its LangGraph node and tags, and whether it introduces them."""
-        if not (self.tags or self.nodes):
-            return
-        node = metadata.get("langgraph_node") if metadata else None
-        node = node if isinstance(node, str) else None
+        """Record a run's start: its node, name and tags, and which checkpoints its end is."""
+        node = _node_of(metadata)
         own = frozenset(tags or ())
         with self._lock:
             parent = self._runs.get(parent_run_id) if parent_run_id is not None else None
             parent_node = parent.node if parent else None
             parent_tags = parent.tags if parent else frozenset()
-            checkpoint = (node in self.nodes and node != parent_node) or bool(
-                (own - parent_tags) & self.tags
+            reasons: list[str] = []
+            if node in self.nodes and node != parent_node:
+                reasons.append(f"node:{node}")
+            reasons.extend(f"tag:{tag}" for tag in sorted((own - parent_tags) & self.tags))
+            self._runs[run_id] = _Run(
+                node=node, name=name or None, tags=own, reasons=tuple(reasons)
             )
-            self._runs[run_id] = _Run(node=node, tags=own, checkpoint=checkpoint)
 
     def ended(
         self, run_id: UUID, parent_run_id: UUID | None, tags: Iterable[str] | None, *, chain: bool
-    ) -> bool:
-        """Forget a finished run; return whether its end is a checkpoint."""
+    ) -> Checkpoint | None:
+        """Forget a finished run; return the checkpoint its end is, or None."""
         with self._lock:
             run = self._runs.pop(run_id, None)
-            hit = run is not None and run.checkpoint
-            if parent_run_id is None and self.on_root_end:
-                hit = True
+            reasons = list(run.reasons) if run is not None else []
             if chain and self.every_n_chain_ends and _HIDDEN_TAG not in (tags or ()):
                 self._chain_ends += 1
-                hit = hit or self._chain_ends % self.every_n_chain_ends == 0
-        return hit
+                if self._chain_ends % self.every_n_chain_ends == 0:
+                    reasons.append(f"every {self.every_n_chain_ends} chain ends")
+            if parent_run_id is None and self.on_root_end:
+                reasons.append("root end")
+        if not reasons:
+            return None
+        return Checkpoint(author=run.author if run else None, message=", ".join(reasons))
 
     def failed(self, run_id: UUID) -> None:
         """Forget a run that raised: a failed run is not a checkpoint."""
         with self._lock:
             self._runs.pop(run_id, None)
 
-    def is_checkpoint_event(self, name: str) -> bool:
-        """Whether a custom event of this name is a checkpoint."""
-        return self.checkpoint_event is not None and name == self.checkpoint_event
+    def event(
+        self, name: str, run_id: UUID | None, metadata: Mapping[str, Any] | None
+    ) -> Checkpoint | None:
+        """The checkpoint a custom event of this name is (by the run that sent it), or None."""
+        if self.checkpoint_event is None or name != self.checkpoint_event:
+            return None
+        with self._lock:
+            run = self._runs.get(run_id) if run_id is not None else None
+        author = _node_of(metadata) or (run.author if run else None)
+        return Checkpoint(author=author, message=f"event:{name}")
+
+
+def _node_of(metadata: Mapping[str, Any] | None) -> str | None:
+    node = metadata.get("langgraph_node") if metadata else None
+    return node if isinstance(node, str) else None

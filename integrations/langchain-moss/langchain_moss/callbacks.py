@@ -12,7 +12,7 @@ from langchain_core.callbacks import AsyncCallbackHandler, BaseCallbackHandler
 from moss import InvalidArgumentError, PushResult, Session, SyncSession
 from moss.flow import Flow, Io, run_async, run_sync
 
-from ._checkpoints import CHECKPOINT_EVENT, CheckpointRules
+from ._checkpoints import CHECKPOINT_EVENT, Checkpoint, CheckpointRules
 from ._open import async_face
 from .retrievers import MossRetriever
 from .vectorstores import MossVectorStore
@@ -50,6 +50,7 @@ class _PushAtCheckpoints:
         checkpoint_event: str | None = CHECKPOINT_EVENT,
         merge: bool = True,
         raise_error: bool = False,
+        author: str | None = None,
     ) -> None:
         # A retriever is a pydantic model, and so iterable: test for a single target first.
         if isinstance(targets, (Session, SyncSession, MossVectorStore, MossRetriever)):
@@ -68,8 +69,12 @@ class _PushAtCheckpoints:
             every_n_chain_ends=every_n_chain_ends,
             checkpoint_event=checkpoint_event,
         )
+        if author is not None and (not isinstance(author, str) or not author):
+            raise InvalidArgumentError(f"author must be a non-empty str or None, got {author!r}")
         self.merge = merge
         self.raise_error = raise_error
+        self.author = author
+        """Recorded as every push's author when set; else the node or run at the checkpoint."""
         self._count_lock = threading.Lock()
         self.push_count = 0
         """Completed pushes so far, over all sessions."""
@@ -90,13 +95,17 @@ class _PushAtCheckpoints:
         names = [session.name for session in self.sessions]
         return f"{type(self).__name__}(indexes={names!r}, pushes={self.push_count})"
 
-    def _push_all(self) -> Flow[list[PushResult]]:
-        """Push each session with unpushed changes (the core's per-session lock orders pushes)."""
+    def _push_all(self, author: str | None, message: str | None) -> Flow[list[PushResult]]:
+        """Push each session with unpushed changes (the core's per-session lock orders pushes).
+
+        Each version records ``author`` (the handler's own ``author`` wins) and ``message``.
+        """
+        author = self.author or author
         results: list[PushResult] = []
         errors: list[Exception] = []
         for session in self.sessions:
             try:
-                pushed = yield self._push_step(session)
+                pushed = yield self._push_step(session, author, message)
             except Exception as exc:
                 logger.error("push of moss index %r at a checkpoint failed: %s", session.name, exc)
                 errors.append(exc)
@@ -107,11 +116,19 @@ class _PushAtCheckpoints:
             raise errors[0]
         return results
 
-    def _push_step(self, session: Session) -> Io[PushResult | None]:
+    def _push_step(
+        self, session: Session, author: str | None, message: str | None
+    ) -> Io[PushResult | None]:
         return Io(
-            lambda: session.sync.push_if_changed(merge=self.merge),
-            lambda: session.push_if_changed(merge=self.merge),
+            lambda: session.sync.push_if_changed(merge=self.merge, author=author, message=message),
+            lambda: session.push_if_changed(merge=self.merge, author=author, message=message),
         )
+
+    def _at(self, checkpoint: Checkpoint | None) -> Flow[list[PushResult]] | None:
+        """The push flow of a checkpoint, or None when the event is none."""
+        if checkpoint is None:
+            return None
+        return self._push_all(checkpoint.author, checkpoint.message)
 
     def _pushed(self, result: PushResult) -> PushResult:
         with self._count_lock:
@@ -127,13 +144,20 @@ class _PushAtCheckpoints:
             kwargs.get("parent_run_id"),
             kwargs.get("tags"),
             kwargs.get("metadata"),
+            kwargs.get("name"),
         )
 
-    def _ended(self, kwargs: Mapping[str, Any], *, chain: bool) -> bool:
-        """Forget a finished run; whether its end is a checkpoint."""
-        return self.rules.ended(
-            kwargs["run_id"], kwargs.get("parent_run_id"), kwargs.get("tags"), chain=chain
+    def _ended(self, kwargs: Mapping[str, Any], *, chain: bool) -> Flow[list[PushResult]] | None:
+        """Forget a finished run; the push flow if its end is a checkpoint."""
+        return self._at(
+            self.rules.ended(
+                kwargs["run_id"], kwargs.get("parent_run_id"), kwargs.get("tags"), chain=chain
+            )
         )
+
+    def _event(self, name: str, kwargs: Mapping[str, Any]) -> Flow[list[PushResult]] | None:
+        """The push flow if this custom event is the checkpoint event."""
+        return self._at(self.rules.event(name, kwargs.get("run_id"), kwargs.get("metadata")))
 
     def _failed(self, kwargs: Mapping[str, Any]) -> None:
         """Forget a run that raised: a failed run is not a checkpoint."""
@@ -155,6 +179,12 @@ class MossPushHandler(_PushAtCheckpoints, BaseCallbackHandler):
     checkpoint during a push waits for it, then pushes what is still unpushed. A failed push is
     logged with the index name and raised if ``raise_error=True``.
 
+    Each version records who pushed it and why (``client.versions(name)``): the author is the
+    LangGraph node whose run reached the checkpoint, else that run's name (``author="..."``
+    overrides it, e.g. one handler per agent); the message names the checkpoint:
+    ``"node:researcher"``, ``"tag:save"``, ``"every 5 chain ends"``, ``"root end"`` or
+    ``"event:moss_checkpoint"`` (comma-separated when one run end is several).
+
     Pushes merge by default (``push_index(merge=True)``): the index is shared, so a push that
     finds a newer version replays this session's changes onto it instead of replacing other
     writers' documents. ``merge=False`` replaces the stored index with this session (last
@@ -173,9 +203,13 @@ class MossPushHandler(_PushAtCheckpoints, BaseCallbackHandler):
     pushes on the event loop instead.
     """
 
-    def push(self) -> list[PushResult]:
-        """Push every session that has unpushed changes now; return the completed pushes."""
-        return run_sync(self._push_all())
+    def push(self, *, author: str | None = None, message: str | None = None) -> list[PushResult]:
+        """Push every session that has unpushed changes now; return the completed pushes.
+
+        ``author`` and ``message`` are recorded with each version (the handler's ``author``
+        option wins).
+        """
+        return run_sync(self._push_all(author, message))
 
     def on_chain_start(self, serialized: Any, inputs: Any, **kwargs: Any) -> None:
         """Record the run (its tags and LangGraph node)."""
@@ -191,18 +225,18 @@ class MossPushHandler(_PushAtCheckpoints, BaseCallbackHandler):
 
     def on_chain_end(self, outputs: Any, **kwargs: Any) -> None:
         """Push if this chain end is a checkpoint."""
-        if self._ended(kwargs, chain=True):
-            self.push()
+        if flow := self._ended(kwargs, chain=True):
+            run_sync(flow)
 
     def on_tool_end(self, output: Any, **kwargs: Any) -> None:
         """Push if this tool end is a checkpoint."""
-        if self._ended(kwargs, chain=False):
-            self.push()
+        if flow := self._ended(kwargs, chain=False):
+            run_sync(flow)
 
     def on_retriever_end(self, documents: Any, **kwargs: Any) -> None:
         """Push if this retriever end is a checkpoint."""
-        if self._ended(kwargs, chain=False):
-            self.push()
+        if flow := self._ended(kwargs, chain=False):
+            run_sync(flow)
 
     def on_chain_error(self, error: BaseException, **kwargs: Any) -> None:
         """Forget the run."""
@@ -218,8 +252,8 @@ class MossPushHandler(_PushAtCheckpoints, BaseCallbackHandler):
 
     def on_custom_event(self, name: str, data: Any, **kwargs: Any) -> None:
         """Push at the checkpoint event."""
-        if self.rules.is_checkpoint_event(name):
-            self.push()
+        if flow := self._event(name, kwargs):
+            run_sync(flow)
 
 
 class AsyncMossPushHandler(_PushAtCheckpoints, AsyncCallbackHandler):
@@ -231,9 +265,15 @@ class AsyncMossPushHandler(_PushAtCheckpoints, AsyncCallbackHandler):
         await graph.ainvoke(inputs, config={"callbacks": [handler]})
     """
 
-    async def apush(self) -> list[PushResult]:
-        """Push every session that has unpushed changes now; return the completed pushes."""
-        return await run_async(self._push_all())
+    async def apush(
+        self, *, author: str | None = None, message: str | None = None
+    ) -> list[PushResult]:
+        """Push every session that has unpushed changes now; return the completed pushes.
+
+        ``author`` and ``message`` are recorded with each version (the handler's ``author``
+        option wins).
+        """
+        return await run_async(self._push_all(author, message))
 
     async def on_chain_start(self, serialized: Any, inputs: Any, **kwargs: Any) -> None:
         """Record the run (its tags and LangGraph node)."""
@@ -249,18 +289,18 @@ class AsyncMossPushHandler(_PushAtCheckpoints, AsyncCallbackHandler):
 
     async def on_chain_end(self, outputs: Any, **kwargs: Any) -> None:
         """Push if this chain end is a checkpoint."""
-        if self._ended(kwargs, chain=True):
-            await self.apush()
+        if flow := self._ended(kwargs, chain=True):
+            await run_async(flow)
 
     async def on_tool_end(self, output: Any, **kwargs: Any) -> None:
         """Push if this tool end is a checkpoint."""
-        if self._ended(kwargs, chain=False):
-            await self.apush()
+        if flow := self._ended(kwargs, chain=False):
+            await run_async(flow)
 
     async def on_retriever_end(self, documents: Any, **kwargs: Any) -> None:
         """Push if this retriever end is a checkpoint."""
-        if self._ended(kwargs, chain=False):
-            await self.apush()
+        if flow := self._ended(kwargs, chain=False):
+            await run_async(flow)
 
     async def on_chain_error(self, error: BaseException, **kwargs: Any) -> None:
         """Forget the run."""
@@ -276,5 +316,5 @@ class AsyncMossPushHandler(_PushAtCheckpoints, AsyncCallbackHandler):
 
     async def on_custom_event(self, name: str, data: Any, **kwargs: Any) -> None:
         """Push at the checkpoint event."""
-        if self.rules.is_checkpoint_event(name):
-            await self.apush()
+        if flow := self._event(name, kwargs):
+            await run_async(flow)

@@ -7,14 +7,15 @@ import logging
 import threading
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import pytest
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.callbacks.manager import adispatch_custom_event, dispatch_custom_event
 from langchain_core.runnables import Runnable, RunnableLambda, RunnableSequence
 from langchain_moss import AsyncMossPushHandler, MossPushHandler, MossRetriever, MossVectorStore
-from langchain_moss._checkpoints import CheckpointRules
+from langchain_moss._checkpoints import Checkpoint, CheckpointRules
+from langgraph.graph import END, START, StateGraph
 from lc_moss_helpers import CountingEmbeddings, CountingStore, stored_version
 
 from moss import DocumentInfo, InvalidArgumentError, MossClient, ServiceUnavailableError
@@ -131,15 +132,32 @@ def test_rules_find_node_and_tag_boundaries() -> None:
     rules.started(model, node, [], {"langgraph_node": "researcher"})  # inherits the metadata
     rules.started(sub, node, [], {"langgraph_node": "researcher"})  # a subgraph in the node
     rules.started(subnode, sub, ["t"], {"langgraph_node": "inner"})
-    assert rules.ended(model, node, [], chain=False) is False
-    assert rules.ended(subnode, sub, ["t"], chain=True) is True  # introduces tag t
-    assert rules.ended(sub, node, [], chain=True) is False
-    assert rules.ended(node, graph, [], chain=True) is True
-    assert rules.ended(graph, None, [], chain=True) is False  # on_root_end=False
+    assert rules.ended(model, node, [], chain=False) is None
+    # introduces tag t: by its node
+    assert rules.ended(subnode, sub, ["t"], chain=True) == Checkpoint("inner", "tag:t")
+    assert rules.ended(sub, node, [], chain=True) is None
+    assert rules.ended(node, graph, [], chain=True) == Checkpoint("researcher", "node:researcher")
+    assert rules.ended(graph, None, [], chain=True) is None  # on_root_end=False
     failed = uuid.uuid4()
     rules.started(failed, None, ["t"], {})
     rules.failed(failed)
-    assert rules.ended(failed, None, ["t"], chain=True) is False
+    assert rules.ended(failed, None, ["t"], chain=True) is None
+
+
+def test_rules_name_the_author_and_every_checkpoint_of_a_run_end() -> None:
+    rules = CheckpointRules(
+        on_root_end=True, tags=["t"], nodes=[], every_n_chain_ends=2, checkpoint_event="go"
+    )
+    root, child = uuid.uuid4(), uuid.uuid4()
+    rules.started(root, None, ["t"], {}, "conversation")
+    rules.started(child, root, ["t"], {}, "step")
+    assert rules.event("go", child, {}) == Checkpoint("step", "event:go")  # no node: run name
+    assert rules.event("go", child, {"langgraph_node": "a"}) == Checkpoint("a", "event:go")
+    assert rules.event("other", child, {}) is None
+    assert rules.ended(child, root, ["t"], chain=True) is None  # 1st chain end, inherited tag
+    assert rules.ended(root, None, ["t"], chain=True) == Checkpoint(
+        "conversation", "tag:t, every 2 chain ends, root end"
+    )
 
 
 def test_concurrent_checkpoints_never_overlap_and_coalesce(
@@ -262,3 +280,68 @@ def test_targets(vs: MossVectorStore, store_dir: Path) -> None:
     with pytest.raises(InvalidArgumentError, match="every_n_chain_ends"):
         MossPushHandler(vs, every_n_chain_ends=0)
     assert isinstance(handler, BaseCallbackHandler)
+
+
+class Turns(TypedDict):
+    turn: int
+
+
+def two_agents(vs: MossVectorStore) -> Any:
+    """agent_a -> agent_b -> tail: each agent writes one turn; tail writes nothing."""
+
+    def agent(name: str) -> Any:  # a LangGraph node: its typing wants a protocol
+        def node(state: Turns) -> dict[str, int]:
+            vs.add_texts([f"{name} says turn {state['turn']}"], ids=[f"{name}-{state['turn']}"])
+            return {"turn": state["turn"] + 1}
+
+        return node
+
+    graph = StateGraph(Turns)
+    graph.add_node("agent_a", agent("agent_a"))
+    graph.add_node("agent_b", agent("agent_b"))
+    graph.add_node("tail", lambda state: {"turn": state["turn"]})
+    graph.add_edge(START, "agent_a")
+    graph.add_edge("agent_a", "agent_b")
+    graph.add_edge("agent_b", "tail")
+    graph.add_edge("tail", END)
+    return graph.compile()
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+async def test_versions_record_the_node_as_author_and_the_checkpoint_as_message(
+    is_async: bool, vs: MossVectorStore, counting_store: CountingStore
+) -> None:
+    graph = two_agents(vs)
+    kind = AsyncMossPushHandler if is_async else MossPushHandler
+
+    async def run(handler: Any, turn: int) -> None:
+        config: Any = {"callbacks": [handler], "run_name": "conversation"}
+        if is_async:
+            await graph.ainvoke({"turn": turn}, config=config)
+        else:
+            graph.invoke({"turn": turn}, config=config)
+
+    await run(kind(vs, nodes=["agent_a", "agent_b"]), 0)
+    vs.add_texts(["written outside any node"], ids=["outside"])
+    await run(kind(vs, nodes=["agent_a"]), 1)  # agent_b's and the outside writes: the root end
+    await run(kind(vs, nodes=["agent_b"], author="reviewer"), 2)
+    versions = MossClient(store=counting_store).sync.versions("notes")
+    assert [(v.author, v.message) for v in versions] == [
+        ("agent_a", "node:agent_a"),
+        ("agent_b", "node:agent_b"),
+        ("agent_a", "node:agent_a"),
+        ("conversation", "root end"),
+        ("reviewer", "node:agent_b"),  # the option wins; agent_a's write went with it
+    ]
+    diff = MossClient(store=counting_store).sync.diff("notes", 3, 4)
+    assert diff.added == ["agent_b-2"]  # agent_a-1 and "outside" went with agent_a's push
+    handler: Any = kind(vs)
+    vs.add_texts(["by hand"], ids=["hand"])
+    pushed = (
+        await handler.apush(author="me", message="manual")
+        if is_async
+        else handler.push(author="me", message="manual")
+    )
+    assert pushed and MossClient(store=counting_store).sync.versions("notes")[-1].message == (
+        "manual"
+    )
