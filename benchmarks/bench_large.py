@@ -1,0 +1,304 @@
+"""Large sessions (issue 19): the ``"hnsw"`` index kind against exact moss and raw FAISS HNSW,
+and opening a 1M-document snapshot (flat, hnsw; decoded or memory-mapped), ratios from one run.
+
+Corpus: a Gaussian mixture of ``--centres`` centres in 384 dimensions, normalised (clustered
+like embeddings, unlike uniform random vectors); queries are drawn from the same mixture.
+Per size:
+
+- build: the graph over all vectors (``HnswGraph.build``, FAISS's threads), seconds per 1M;
+- search p50 and recall@10 against the exact answer: moss hnsw (graph candidates, exact
+  re-rank), raw FAISS on the same graph with the same efSearch, exact moss (flat engine), and
+  FAISS's ``IndexFlatIP`` with 1 and 2 OpenMP threads; the same filtered to 10% of the rows;
+- a 1,000-document delta (500 added, 500 deleted) applied to the hnsw engine;
+- open of the snapshot in a fresh process (flat and hnsw, streamed as the file store reads
+  today, and through ``map_snapshot``): seconds to a searchable engine, RSS and PSS after;
+- ten processes holding the same mapped snapshot: total PSS against one process.
+
+Run: ``.venv/bin/python benchmarks/bench_large.py [--sizes 100000 1000000] [--json PATH]``.
+Corpora and built graphs are cached in ``--cache`` (rebuilt when absent). On shared cores
+compare the ratios, not the milliseconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+import numpy.typing as npt
+
+from moss.index.engine import Engine
+from moss.index.hnsw import GraphParts, HnswGraph, HnswParams
+from moss.snapshot import encode_snapshot
+
+DIM = 384
+TOP_K = 10
+Matrix = npt.NDArray[np.float32]
+
+
+def corpus(count: int, centres: int, seed: int = 0, spread: float = 0.6) -> Matrix:
+    """``count`` unit vectors around ``centres`` random unit centres (noise ``spread``)."""
+    rng = np.random.default_rng(seed)
+    middle = rng.standard_normal((centres, DIM), dtype=np.float32)
+    middle /= np.linalg.norm(middle, axis=1, keepdims=True)
+    out = np.empty((count, DIM), np.float32)
+    for start in range(0, count, 100_000):
+        end = min(count, start + 100_000)
+        rows = middle[rng.integers(0, centres, end - start)]
+        rows += rng.standard_normal((end - start, DIM), dtype=np.float32) * (spread / DIM**0.5)
+        rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+        out[start:end] = rows
+    return out
+
+
+def exact_top(
+    vectors: Matrix, queries: Matrix, rows: npt.NDArray[np.intp] | None
+) -> list[set[int]]:
+    """The true top 10 rows of each query (of ``rows`` only, if given)."""
+    matrix = vectors if rows is None else vectors[rows]
+    scores = queries @ matrix.T
+    best = np.argpartition(-scores, TOP_K, axis=1)[:, :TOP_K]
+    return [set((best[i] if rows is None else rows[best[i]]).tolist()) for i in range(len(best))]
+
+
+def timed(fn: Any, queries: Matrix) -> tuple[float, list[Any]]:
+    """p50 milliseconds of ``fn(query)`` over the queries (after one warm-up), and the results."""
+    fn(queries[0])
+    times, results = [], []
+    for query in queries:
+        start = time.perf_counter()
+        results.append(fn(query))
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times), results
+
+
+def recall(found: list[set[int]], truth: list[set[int]]) -> float:
+    return float(np.mean([len(f & t) / TOP_K for f, t in zip(found, truth, strict=True)]))
+
+
+def graph_for(x: Matrix, params: HnswParams, cache: Path) -> tuple[GraphParts, float]:
+    """The graph over ``x`` and its build seconds, from the cache when built before."""
+    path, meta = cache / f"graph-{len(x)}.faiss", cache / f"graph-{len(x)}.json"
+    if path.exists() and meta.exists():
+        index = faiss.read_index(str(path))
+        return GraphParts(index, np.arange(len(x), dtype=np.int64)), json.loads(meta.read_text())[
+            "build_s"
+        ]
+    start = time.perf_counter()
+    graph = HnswGraph.build(x, params)
+    build = time.perf_counter() - start
+    faiss.write_index(graph.index, str(path))
+    meta.write_text(json.dumps({"build_s": build}))
+    return GraphParts(graph.index, graph.row_of_slot), build
+
+
+def search_side(
+    x: Matrix, queries: Matrix, parts: GraphParts, params: HnswParams
+) -> dict[str, Any]:
+    count = len(x)
+    ids = [f"d{i}" for i in range(count)]
+    metadata: list[dict[str, Any] | None] = [{"bucket": i % 10} for i in range(count)]
+    row = {doc_id: i for i, doc_id in enumerate(ids)}
+    hnsw = Engine.from_arrays(
+        x, ids, [""] * count, metadata, index="hnsw", hnsw=params, graph=parts
+    )
+    flat = Engine.from_arrays(x, list(ids), [""] * count, list(metadata))
+    truth = exact_top(x, queries, None)
+    matching = np.flatnonzero(np.arange(count) % 10 == 3)
+    truth_filtered = exact_top(x, queries, matching)
+    where = {"bucket": 3}
+    out: dict[str, Any] = {}
+
+    def moss(engine: Engine, flt: Any = None) -> Any:
+        return lambda q: {row[d.id] for d, _ in engine.search(q, TOP_K, flt)}
+
+    for name, engine in (("moss_hnsw", hnsw), ("moss_exact", flat)):
+        ms, found = timed(moss(engine), queries)
+        out[name] = {"p50_ms": ms, "recall": recall(found, truth)}
+        ms, found = timed(moss(engine, where), queries)
+        out[name + "_filtered10"] = {"p50_ms": ms, "recall": recall(found, truth_filtered)}
+    search = faiss.SearchParametersHNSW(efSearch=params.ef_search)
+
+    def raw(q: Matrix) -> set[int]:
+        return set(parts.index.search(q[None, :], TOP_K, params=search)[1][0].tolist())
+
+    ms, found = timed(raw, queries)
+    out["faiss_hnsw_same_graph"] = {"p50_ms": ms, "recall": recall(found, truth)}
+    flat_index = faiss.IndexFlatIP(DIM)
+    flat_index.add(x)
+    for threads in (1, 2):
+        faiss.omp_set_num_threads(threads)
+        ms, _ = timed(lambda q: flat_index.search(q[None, :], TOP_K), queries[:30])
+        out[f"faiss_flat_{threads}_thread"] = {"p50_ms": ms}
+    faiss.omp_set_num_threads(2)
+    rng = np.random.default_rng(7)
+    new = corpus(500, 50, seed=99)
+    start = time.perf_counter()
+    hnsw.delete([f"d{i}" for i in rng.choice(count, 500, replace=False)])
+    hnsw.upsert([f"n{i}" for i in range(500)], [""] * 500, [None] * 500, new)
+    out["delta_1000_apply_ms"] = (time.perf_counter() - start) * 1e3
+    return out
+
+
+_OPEN = r"""
+import json, os, sys, time
+import numpy as np
+from moss.index.engine import Engine
+from moss.snapshot import SnapshotReader, map_snapshot
+path, mode, hold = sys.argv[1], sys.argv[2], float(sys.argv[3])
+start = time.perf_counter()
+if mode == "mapped":
+    data = map_snapshot(path)
+else:
+    reader = SnapshotReader()
+    with open(path, "rb") as f:
+        while chunk := f.read(8 << 20):
+            reader.feed(chunk)
+    data = reader.finish()
+engine = Engine.from_arrays(data.vectors, data.ids, data.texts, data.metadata,
+                            index=data.index_kind, hnsw=data.hnsw, graph=data.graph)
+engine.search(np.ones(engine.dimension, np.float32) / engine.dimension ** 0.5, 10)
+seconds = time.perf_counter() - start
+def field(name, key):
+    for line in open(f"/proc/self/{name}"):
+        if line.startswith(key):
+            return int(line.split()[1]) * 1024
+print(json.dumps({"open_s": seconds, "rss": field("status", "VmRSS:"),
+                  "pss": field("smaps_rollup", "Pss:")}), flush=True)
+time.sleep(hold)
+"""
+
+
+def open_side(files: dict[str, Path], processes: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for kind, path in files.items():
+        for mode in ("streamed", "mapped"):
+            runs = [_open(path, mode) for _ in range(2)]
+            out[f"{kind}_{mode}"] = min(runs, key=lambda r: r["open_s"])
+    # Ten processes holding the same mapped hnsw snapshot at once: PSS shares the page cache.
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _OPEN, str(files["hnsw"]), "mapped", "20"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(processes)
+    ]
+    held = [json.loads(p.stdout.readline()) for p in procs if p.stdout is not None]
+    for p in procs:
+        p.kill()
+        p.wait()
+    out[f"{processes}_mapped_hnsw_total_pss"] = sum(h["pss"] for h in held)
+    out[f"{processes}_mapped_hnsw_total_rss"] = sum(h["rss"] for h in held)
+    return out
+
+
+def _open(path: Path, mode: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-c", _OPEN, str(path), mode, "0"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def write_snapshots(
+    x: Matrix, parts: GraphParts, params: HnswParams, cache: Path
+) -> dict[str, Path]:
+    count = len(x)
+    ids = [f"d{i}" for i in range(count)]
+    metadata = [{"bucket": i % 10} for i in range(count)]
+    files = {}
+    serialized = faiss.serialize_index(parts.index)
+    for kind in ("flat", "hnsw"):
+        path = cache / f"{kind}-{count}.snap"
+        files[kind] = path
+        if path.exists():
+            continue
+        extra: dict[str, Any] = {}
+        if kind == "hnsw":
+            extra = {"index": "hnsw", "hnsw": params, "graph": (serialized, parts.row_of_slot)}
+        _, chunks = encode_snapshot(
+            index_name="large",
+            model_id="synthetic",
+            model_artifact="",
+            vectors=x,
+            ids=ids,
+            texts=[""] * count,
+            metadata=metadata,
+            **extra,
+        )
+        with open(path.with_suffix(".tmp"), "wb") as f:
+            for chunk in chunks:
+                f.write(chunk)
+        path.with_suffix(".tmp").rename(path)
+    return files
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--centres", type=int, default=2000)
+    parser.add_argument("--processes", type=int, default=10)
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/moss-bench-large"))
+    parser.add_argument(
+        "--json", type=Path, default=Path(__file__).parent / "results" / "large.json"
+    )
+    args = parser.parse_args()
+    args.cache.mkdir(parents=True, exist_ok=True)
+    params = HnswParams()
+    report: dict[str, Any] = {"params": params.to_json(), "cores": 2, "sizes": {}}
+    for count in args.sizes:
+        everything = corpus(count + args.queries, args.centres)
+        queries, x = everything[: args.queries], np.ascontiguousarray(everything[args.queries :])
+        del everything
+        parts, build = graph_for(x, params, args.cache)
+        result: dict[str, Any] = {"build_s": build, "build_s_per_1m": build * 1e6 / count}
+        files = write_snapshots(x, parts, params, args.cache)
+        result.update(search_side(x, queries, parts, params))
+        del x, parts
+        result["open"] = open_side(files, args.processes)
+        report["sizes"][str(count)] = result
+        print_ratios(count, result)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+
+
+def print_ratios(count: int, r: dict[str, Any]) -> None:
+    o = r["open"]
+    lines = [
+        f"--- {count:,} x {DIM}: build {r['build_s']:.1f} s ({r['build_s_per_1m']:.0f} s per 1M)",
+        f"moss hnsw p50 {r['moss_hnsw']['p50_ms']:.2f} ms recall {r['moss_hnsw']['recall']:.3f}; "
+        f"filtered 10% {r['moss_hnsw_filtered10']['p50_ms']:.2f} ms recall "
+        f"{r['moss_hnsw_filtered10']['recall']:.3f}",
+        f"raw faiss same graph p50 {r['faiss_hnsw_same_graph']['p50_ms']:.2f} ms recall "
+        f"{r['faiss_hnsw_same_graph']['recall']:.3f}  (moss/faiss "
+        f"{r['moss_hnsw']['p50_ms'] / r['faiss_hnsw_same_graph']['p50_ms']:.2f}x)",
+        f"exact moss p50 {r['moss_exact']['p50_ms']:.2f} ms (hnsw/exact "
+        f"{r['moss_hnsw']['p50_ms'] / r['moss_exact']['p50_ms']:.3f}x), filtered "
+        f"{r['moss_exact_filtered10']['p50_ms']:.2f} ms; faiss flat 1 thread "
+        f"{r['faiss_flat_1_thread']['p50_ms']:.2f} ms, 2 threads {r['faiss_flat_2_thread']['p50_ms']:.2f} ms",
+        f"1,000-doc delta on hnsw: {r['delta_1000_apply_ms']:.0f} ms",
+        f"open hnsw/flat streamed {o['hnsw_streamed']['open_s'] / o['flat_streamed']['open_s']:.2f}x "
+        f"({o['hnsw_streamed']['open_s']:.2f} s), mapped {o['hnsw_mapped']['open_s'] / o['flat_mapped']['open_s']:.2f}x "
+        f"({o['hnsw_mapped']['open_s']:.3f} s vs flat {o['flat_mapped']['open_s']:.3f} s)",
+        f"RSS after open hnsw/flat streamed {o['hnsw_streamed']['rss'] / o['flat_streamed']['rss']:.2f}x; "
+        f"mapped hnsw PSS {o['hnsw_mapped']['pss'] / 2**20:.0f} MiB",
+        f"mapped hnsw processes held at once: total PSS "
+        f"{next(v for k, v in o.items() if 'total_pss' in k) / o['hnsw_mapped']['rss']:.2f}x one "
+        "process's RSS",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+if __name__ == "__main__":
+    main()
