@@ -28,6 +28,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "moss.documents",
             "moss.loading",
             "moss.session",
+            "moss.session_core",
+            "moss.querying",
             "moss.client",
             "moss.refresh_policy",
             "moss.hydrator",

@@ -20,8 +20,10 @@ from .index.engine import PRECISIONS
 from .index.fusion import merge_rankings, rank, to_results
 from .index.local import LocalIndex
 from .loading import ChainStats, model_for_new_index, requested_model
+from .querying import embed_query
 from .refresh_policy import logger
-from .session import Session, SessionCore, SyncSession, embed_query
+from .session import Session, SyncSession
+from .session_core import SessionCore
 from .stores import open_store
 from .stores.base import Store
 from .stores.cache import SnapshotCache

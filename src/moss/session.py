@@ -4,139 +4,25 @@
 (:mod:`moss.flow`, with the store exchanges in :mod:`moss.refresh_policy`); :class:`Session`
 awaits those flows and :class:`SyncSession` runs them blocking, each method a one-line driver
 call. ``session.sync`` is the blocking face of the same core: both faces share every document,
-version and lock. (Both faces live here so neither module imports the other.)
+version and lock. (Both faces live here so neither module imports the other.) The core itself
+is :mod:`moss.session_core`.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterable
-from functools import partial
+from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
-import numpy as np
 import numpy.typing as npt
 
-from .documents import assemble_vectors, check_query_options, prepare_docs
-from .embeddings import EmbeddingModel, normalize_rows
-from .errors import InvalidArgumentError
-from .flow import Flow, Io, Offload, run_async, run_sync
-from .index.fusion import Candidates, candidate_depth, rank, to_results
+from .embeddings import EmbeddingModel
+from .embeddings.progress import Progress
+from .flow import run_async, run_sync
 from .index.keyword import KeywordIndex
-from .refresh_policy import SessionState
+from .session_core import SessionCore
 from .types import AddResult, DocumentInfo, PushResult, QueryOptions, SearchResult
-from .validation import validate_doc_id, validate_vector
 
 _F = TypeVar("_F", bound="_Face")
-
-# Above this many documents, engine work moves to a worker thread under an event loop (a
-# flow's Offload step), so the loop keeps serving other tasks.
-_OFFLOAD_THRESHOLD = 5_000
-
-Vector = npt.NDArray[np.float32]
-
-
-class SessionCore(SessionState):
-    """A session's state with its local reads and writes (queries, adds, deletes)."""
-
-    # -- local reads and writes ----------------------------------------------------------------
-
-    def add(self, docs: Iterable[DocumentInfo]) -> Flow[AddResult]:
-        self.check_open()
-        prepared = prepare_docs(docs, self.model, self.dimension)
-        if not prepared.ids:
-            return AddResult(added=0, updated=0)
-        embedded = None
-        if prepared.missing_rows:
-            texts, model = prepared.texts_to_embed, self.model
-            embedded = yield Io(
-                lambda: model.embed_documents(texts), lambda: model.aembed_documents(texts)
-            )
-        # A new custom session learns its dimension from its first vectors.
-        dimension = self.dimension or prepared.given_vectors.shape[1]  # type: ignore[union-attr]
-        vectors = assemble_vectors(prepared, embedded, dimension)
-        upsert = partial(
-            self.index.upsert, prepared.ids, prepared.texts, prepared.metadata, vectors
-        )
-        added, updated = (
-            (yield Offload(upsert)) if len(prepared.ids) > _OFFLOAD_THRESHOLD else upsert()
-        )
-        return AddResult(added=added, updated=updated)
-
-    def delete(self, ids: Iterable[str]) -> int:
-        self.check_open()
-        if isinstance(ids, str):
-            raise InvalidArgumentError("pass a list of document ids, not a single string")
-        return self.index.delete([validate_doc_id(doc_id) for doc_id in ids])
-
-    def get(
-        self,
-        ids: Iterable[str] | None,
-        filter: dict[str, Any] | None,
-        limit: int | None,
-        include_embeddings: bool,
-    ) -> list[DocumentInfo]:
-        self.check_open()
-        if isinstance(ids, str):
-            raise InvalidArgumentError("pass a list of document ids, not a single string")
-        checked = None if ids is None else [validate_doc_id(doc_id) for doc_id in ids]
-        stored, engine = self.index.get(checked, filter, limit)
-        vectors: list[Any] = [None] * len(stored)
-        if include_embeddings and stored and engine is not None:
-            vectors = list(engine.vectors_for([doc.id for doc in stored]))
-        return [
-            DocumentInfo(id=doc.id, text=doc.text, metadata=doc.metadata, embedding=vector)
-            for doc, vector in zip(stored, vectors, strict=False)
-        ]
-
-    def check_query(self, text: str, options: QueryOptions | None) -> QueryOptions:
-        self.check_open()
-        return check_query_options(text, options)
-
-    def query_vector(self, options: QueryOptions) -> Vector | None:
-        """The query vector the caller brought (normalised), or None if text must be embedded."""
-        if options.embedding is None:
-            return None
-        vector = validate_vector(options.embedding, self.dimension, "query embedding")
-        normalized: Vector = normalize_rows(vector[np.newaxis, :], copy=False)[0]
-        return normalized
-
-    def prepare_keywords(self, options: QueryOptions) -> Flow[None]:
-        """Build the keyword index before a first keyword query (in a worker thread if large)."""
-        index = self.index
-        if options.alpha < 1.0 and index.keywords_pending() and len(index) > _OFFLOAD_THRESHOLD:
-            yield Offload(index.build_keywords)
-
-    def query(self, text: str, options: QueryOptions | None) -> Flow[SearchResult]:
-        started = time.perf_counter()
-        options = self.check_query(text, options)
-        vector = self.query_vector(options)
-        if vector is None and len(self.index):
-            vector = yield from embed_query(self.model, text)
-        yield from self.prepare_keywords(options)
-        candidates = self.candidates(text, options, vector)
-        docs = to_results(rank(candidates, float(options.alpha), options.top_k))
-        elapsed = (time.perf_counter() - started) * 1000
-        return SearchResult(docs=docs, query=text, index_name=self.name, time_taken_ms=elapsed)
-
-    def candidates(self, text: str, options: QueryOptions, vector: Vector | None) -> Candidates:
-        """Each side's ranked candidates for this query (vector side only at alpha 1)."""
-        alpha, top_k = float(options.alpha), options.top_k
-        return self.index.gather(
-            self.name,
-            vector,
-            text,
-            alpha=alpha,
-            depth=top_k if alpha >= 1.0 else candidate_depth(top_k),
-            filter=options.filter,
-            min_score=options.min_score,
-        )
-
-
-def embed_query(model: EmbeddingModel, text: str) -> Flow[Vector]:
-    """Embed one query text (blocking or awaited)."""
-    vector: Vector = yield Io(lambda: model.embed_query(text), lambda: model.aembed_query(text))
-    return vector
 
 
 class _Face:
@@ -226,9 +112,36 @@ class Session(_Face):
         super().__init__(core)
         self.sync = SyncSession(core)
 
-    async def add_docs(self, docs: Iterable[DocumentInfo]) -> AddResult:
-        """Add documents, replacing those with the same ids; embeds texts that bring no vector."""
-        return await run_async(self._core.add(docs))
+    async def add_docs(
+        self, docs: Iterable[DocumentInfo], *, progress: Progress = None
+    ) -> AddResult:
+        """Add documents, replacing those with the same ids; embeds texts that bring no vector.
+
+        A text its id already holds is not embedded again (its stored vector is kept), and a
+        text repeated in the batch is embedded once. ``progress``: None shows a bar when over
+        1,000 texts are embedded and stderr is a terminal (or in a notebook), True/False force
+        it, or a callable is called with ``(done, total)`` texts as embedding proceeds.
+        """
+        return await run_async(self._core.add(docs, progress))
+
+    async def add_arrays(
+        self,
+        ids: Sequence[str],
+        texts: Sequence[str],
+        vectors: npt.ArrayLike,
+        metadata: Sequence[dict[str, Any] | None] | None = None,
+    ) -> AddResult:
+        """Add documents given as columns with their vectors: the fast path for bulk loads.
+
+        ``ids`` unique strings, ``texts`` strings, ``vectors`` an (n, dimension) matrix (unit
+        rows are taken as they are, others normalised in a copy), ``metadata`` a list of dicts
+        or None. Validated column by column, written in one step; existing ids are replaced.
+
+        Example::
+
+            await session.add_arrays(["a", "b"], ["first", "second"], np.eye(2, 384))
+        """
+        return await run_async(self._core.add_arrays(ids, texts, vectors, metadata))
 
     async def delete_docs(self, ids: Iterable[str]) -> int:
         """Delete documents by id; return how many existed. Unknown ids are ignored."""
@@ -248,6 +161,27 @@ class Session(_Face):
     async def query(self, text: str, options: QueryOptions | None = None) -> SearchResult:
         """Return the documents most similar to ``text`` (or to ``options.embedding``)."""
         return await run_async(self._core.query(text, options))
+
+    async def query_many(
+        self,
+        texts: Sequence[str] | None,
+        options: QueryOptions | None = None,
+        *,
+        embeddings: npt.ArrayLike | None = None,
+    ) -> list[SearchResult]:
+        """Run several queries at once: one :class:`SearchResult` per text, in order.
+
+        The texts are embedded in one batch and scored with one matrix product; ``options``
+        (filter, ``top_k``, ``alpha``...) apply to every query, and the keyword side of a
+        hybrid query runs per text. ``embeddings`` (one vector per query) replaces embedding
+        the texts; texts may then be None (vector-only queries). ``time_taken_ms`` is the
+        whole batch's.
+
+        Example::
+
+            results = await session.query_many(["refund", "shipping delay"], QueryOptions(top_k=3))
+        """
+        return await run_async(self._core.query_many(texts, options, embeddings))
 
     async def push_index(
         self,
@@ -336,9 +270,19 @@ class SyncSession(_Face):
         """The same session with awaitable methods (``await session.aio.query(...)``)."""
         return Session(self._core)
 
-    def add_docs(self, docs: Iterable[DocumentInfo]) -> AddResult:
+    def add_docs(self, docs: Iterable[DocumentInfo], *, progress: Progress = None) -> AddResult:
         """Blocking :meth:`Session.add_docs`."""
-        return run_sync(self._core.add(docs))
+        return run_sync(self._core.add(docs, progress))
+
+    def add_arrays(
+        self,
+        ids: Sequence[str],
+        texts: Sequence[str],
+        vectors: npt.ArrayLike,
+        metadata: Sequence[dict[str, Any] | None] | None = None,
+    ) -> AddResult:
+        """Blocking :meth:`Session.add_arrays`."""
+        return run_sync(self._core.add_arrays(ids, texts, vectors, metadata))
 
     def delete_docs(self, ids: Iterable[str]) -> int:
         """Blocking :meth:`Session.delete_docs`."""
@@ -358,6 +302,16 @@ class SyncSession(_Face):
     def query(self, text: str, options: QueryOptions | None = None) -> SearchResult:
         """Blocking :meth:`Session.query`."""
         return run_sync(self._core.query(text, options))
+
+    def query_many(
+        self,
+        texts: Sequence[str] | None,
+        options: QueryOptions | None = None,
+        *,
+        embeddings: npt.ArrayLike | None = None,
+    ) -> list[SearchResult]:
+        """Blocking :meth:`Session.query_many`."""
+        return run_sync(self._core.query_many(texts, options, embeddings))
 
     def push_index(
         self,

@@ -47,9 +47,24 @@ class EmbeddingModel(ABC):
     def embed_query(self, text: str) -> FloatArray:
         """Embed one query as a float32 vector of shape (dimension,) and norm 1."""
 
+    def embed_queries(self, texts: Sequence[str]) -> FloatArray:
+        """Embed several queries as a float32 matrix (len(texts), dimension), rows of norm 1.
+
+        Each row is what :meth:`embed_query` gives; models that can run queries as one batch
+        override this.
+        """
+        texts = check_texts(texts)
+        if not texts:
+            return np.empty((0, self.dimension or 0), dtype=np.float32)
+        return np.stack([self.embed_query(text) for text in texts])
+
     async def aembed_documents(self, texts: Sequence[str]) -> FloatArray:
         """Embed ``texts`` in a worker thread, so the event loop keeps running."""
         return await asyncio.to_thread(self.embed_documents, texts)
+
+    async def aembed_queries(self, texts: Sequence[str]) -> FloatArray:
+        """Embed several queries in a worker thread, so the event loop keeps running."""
+        return await asyncio.to_thread(self.embed_queries, texts)
 
     async def aembed_query(self, text: str) -> FloatArray:
         """Embed one query in a worker thread, so the event loop keeps running."""

@@ -60,6 +60,10 @@ class MiniLMModel(EmbeddingModel):
         vector: FloatArray = _runtime().embed(check_texts([text]))[0]
         return vector
 
+    def embed_queries(self, texts: Sequence[str]) -> FloatArray:
+        """Embed several queries in one batch (queries and documents embed alike here)."""
+        return _runtime().embed(check_texts(texts))
+
 
 class _Runtime:
     """The loaded tokenizer and onnxruntime session; safe to use from many threads at once."""

@@ -90,6 +90,14 @@ class EmbedderModel(EmbeddingModel):
             output = await _await(self._aquery(text))
         return self._vector(output)
 
+    async def aembed_queries(self, texts: Sequence[str]) -> FloatArray:
+        """Embed several queries, concurrently when the embedder has an async query method."""
+        batch = check_texts(texts)
+        if self._aquery is None or not batch:
+            return await asyncio.to_thread(self.embed_queries, batch)
+        outputs = await asyncio.gather(*(_await(self._aquery(text)) for text in batch))
+        return np.stack([self._vector(output) for output in outputs])
+
     def _empty(self) -> FloatArray:
         return np.empty((0, self.dimension or 0), dtype=np.float32)
 

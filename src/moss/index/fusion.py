@@ -35,6 +35,7 @@ __all__ = [
     "Hit",
     "candidate_depth",
     "gather",
+    "gather_many",
     "merge_rankings",
     "rank",
     "to_results",
@@ -93,24 +94,56 @@ def gather(
     ``lock`` is the session's write lock: holding it while the keyword candidates' documents
     and vectors are read keeps both reads on the same state as the keyword index.
     """
-    vector_hits: list[Hit] = []
+    return gather_many(
+        index_name,
+        engine,
+        keywords,
+        lock,
+        vector[np.newaxis, :],
+        [text],
+        alpha=alpha,
+        depth=depth,
+        filter=filter,
+        min_score=min_score,
+    )[0]
+
+
+def gather_many(
+    index_name: str,
+    engine: Engine,
+    keywords: KeywordIndex | None,
+    lock: threading.Lock,
+    vectors: npt.NDArray[np.float32],
+    texts: Sequence[str],
+    *,
+    alpha: float,
+    depth: int,
+    filter: Mapping[str, Any] | None,
+    min_score: float | None,
+) -> list[Candidates]:
+    """:func:`gather` for each row of ``vectors`` (with its text): one product for the vector
+    side (``Engine.search_many``), the keyword side query by query."""
+    count = vectors.shape[0]
+    vector_hits: list[list[Hit]] = [[] for _ in range(count)]
     if alpha > 0.0:
-        found = engine.search(vector, depth, filter=filter, min_score=min_score)
-        vector_hits = [Hit(index_name, doc, score, score) for doc, score in found]
-    keyword_hits: list[Hit] = []
+        found = engine.search_many(vectors, depth, filter=filter, min_score=min_score)
+        vector_hits = [[Hit(index_name, doc, score, score) for doc, score in row] for row in found]
+    keyword_hits: list[list[Hit]] = [[] for _ in range(count)]
     if alpha < 1.0 and keywords is not None:
-        ranked = keywords.search(text, depth, compile_filter(filter))
-        with lock:
-            docs = engine.get([doc_id for doc_id, _ in ranked])
-            vectors = engine.vectors_for([doc.id for doc in docs])
-        bm25 = dict(ranked)
-        cosines = np.clip(vectors @ vector, -1.0, 1.0).tolist() if docs else []
-        keyword_hits = [
-            Hit(index_name, doc, cosine, bm25[doc.id])
-            for doc, cosine in zip(docs, cosines, strict=True)
-            if min_score is None or cosine >= min_score
-        ]
-    return Candidates(vector_hits, keyword_hits)
+        predicate = compile_filter(filter)
+        for i, text in enumerate(texts):
+            ranked = keywords.search(text, depth, predicate)
+            with lock:
+                docs = engine.get([doc_id for doc_id, _ in ranked])
+                stored = engine.vectors_for([doc.id for doc in docs])
+            bm25 = dict(ranked)
+            cosines = np.clip(stored @ vectors[i], -1.0, 1.0).tolist() if docs else []
+            keyword_hits[i] = [
+                Hit(index_name, doc, cosine, bm25[doc.id])
+                for doc, cosine in zip(docs, cosines, strict=True)
+                if min_score is None or cosine >= min_score
+            ]
+    return [Candidates(v, k) for v, k in zip(vector_hits, keyword_hits, strict=True)]
 
 
 def merge_rankings(parts: Sequence[Candidates]) -> Candidates:

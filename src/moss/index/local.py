@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .engine import Engine, EngineExport, StoredDoc
-from .fusion import Candidates, gather
+from .fusion import Candidates, gather_many
 from .keyword import KeywordIndex
 
 __all__ = ["Changes", "LocalIndex"]
@@ -137,25 +137,70 @@ class LocalIndex:
         min_score: float | None,
     ) -> Candidates:
         """Each side's ranked candidates (the keyword side built now if this is its first use)."""
+        if vector is None:
+            return Candidates([], [])
+        return self.gather_many(
+            index_name,
+            vector[np.newaxis, :],
+            [text],
+            alpha=alpha,
+            depth=depth,
+            filter=filter,
+            min_score=min_score,
+        )[0]
+
+    def gather_many(
+        self,
+        index_name: str,
+        vectors: npt.NDArray[np.float32],
+        texts: Sequence[str],
+        *,
+        alpha: float,
+        depth: int,
+        filter: dict[str, Any] | None,
+        min_score: float | None,
+    ) -> list[Candidates]:
+        """:meth:`gather` for each row of ``vectors`` and its text, the vectors scored together."""
         with self._lock:
             engine = self._engine
             if alpha < 1.0 and engine is not None and self._keywords is None:
                 self._keywords = build_keywords(engine)
             keywords = self._keywords if alpha < 1.0 else None
-        if engine is None or vector is None:
-            return Candidates([], [])
-        return gather(
+        if engine is None:
+            return [Candidates([], []) for _ in texts]
+        return gather_many(
             index_name,
             engine,
             keywords,
             self._lock,
-            vector,
-            text,
+            vectors,
+            texts,
             alpha=alpha,
             depth=depth,
             filter=filter,
             min_score=min_score,
         )
+
+    def unchanged(
+        self, ids: Sequence[str], texts: Sequence[str]
+    ) -> tuple[list[int], npt.NDArray[np.float32] | None]:
+        """Positions of the ``(ids[i], texts[i])`` already stored with exactly that text, and
+        their stored vectors (so re-adding an unchanged text embeds nothing)."""
+        with self._lock:
+            engine = self._engine
+            if engine is None or not ids:
+                return [], None
+            stored = {doc.id: doc.text for doc in engine.get(ids)}
+            if not stored:
+                return [], None
+            positions = [
+                i
+                for i, (doc_id, text) in enumerate(zip(ids, texts, strict=True))
+                if stored.get(doc_id) == text
+            ]
+            if not positions:
+                return [], None
+            return positions, engine.vectors_for([ids[i] for i in positions])
 
     def build_keywords(self) -> None:
         """Build the keyword index now (callers move this to a worker thread when large)."""
