@@ -32,9 +32,8 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -44,10 +43,10 @@ import orjson
 from ..errors import InvalidArgumentError
 from .columns import LazyColumn
 from .filters import Filter, compile_filter
-from .hnsw import GRAPH_MIN_ROWS, INDEX_KINDS, GraphParts, HnswGraph, HnswParams, parse_params
+from .hnsw import INDEX_KINDS, GraphParts, HnswGraph, HnswParams, hnsw_params, maintain_graph
 from .quantize import Int8Codes, Int8Index
-from .ranking import GATHER_FRACTION, rank_exact, rank_graph, rank_measured
 from .rows import DocumentRows, StoredDoc
+from .search_plan import check_ef_search, choose_ranker
 
 __all__ = ["INDEX_KINDS", "PRECISIONS", "Engine", "EngineExport", "HnswParams", "StoredDoc"]
 
@@ -56,28 +55,13 @@ PRECISIONS = ("float32", "int8")
 
 Matrix = npt.NDArray[np.float32]
 Rows = npt.NDArray[np.intp]
-Ranker = Callable[
-    [DocumentRows, Matrix, "Rows | None", int, "float | None"], list[list[tuple[int, float]]]
-]
 
 # Queries scored together by search_many: bounds the (queries x rows) score matrix.
 _QUERY_BLOCK = 64
-# Below this many rows an exact float32 product is as fast as the int8 scan plus its re-rank
-# (measured: 0.04 vs 0.1 ms at 1k x 384), so int8 engines search small indexes exactly.
-_INT8_MIN_ROWS = 8192
 # Filters whose matching rows are remembered until the next write. Evaluating a filter walks
 # every metadata dict in Python (~10 ms per 100k documents), more than ranking the 10% of rows
 # it keeps; agents repeat the same filters (a conversation, a user), so the rows are reused.
 _CACHED_FILTERS = 16
-# A filtered graph search keeps only matching rows in its results but still walks the others,
-# so it needs efSearch / (fraction of rows matching) to keep its recall (measured at 100k x 384,
-# 10% matching: efSearch 640 found 0.98 of the true top 10, 256 only 0.945), capped here.
-_MAX_FILTER_EF = 4096
-# One unit of efSearch costs about as much as scanning this many rows exactly (100k x 384, 2
-# shared cores: ~5 us against ~0.2 us per row), so a filter matching fewer rows than
-# _EXACT_ROWS_PER_EF x its efSearch is ranked by the exact scan: cheaper, and the true top k.
-_EXACT_ROWS_PER_EF = 25
-_MAX_EF_SEARCH = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -125,7 +109,7 @@ class Engine:
         if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension < 1:
             raise InvalidArgumentError(f"dimension must be a positive integer, got {dimension!r}")
         _check_precision(precision)
-        self._kind, self._hnsw = _index_kind(index, hnsw)
+        self._hnsw = hnsw_params(index, hnsw)
         self._dimension = dimension
         self._store = DocumentRows(dimension, int8=precision == "int8")
         self._lock = threading.RLock()
@@ -157,7 +141,7 @@ class Engine:
         built when there are enough rows); with ``"flat"`` it is ignored.
         """
         _check_precision(precision)
-        kind, params = _index_kind(index, hnsw)
+        params = hnsw_params(index, hnsw)
         if vectors.ndim != 2 or vectors.dtype != np.float32 or not vectors.flags.c_contiguous:
             raise InvalidArgumentError(
                 "vectors must be a C-contiguous float32 matrix of shape (count, dimension), "
@@ -169,7 +153,7 @@ class Engine:
                 f"got {count} vectors, {len(ids)} ids, {len(texts)} texts and {len(metadata)} "
                 "metadata entries; pass one of each per document"
             )
-        engine = cls(int(vectors.shape[1]), index=kind, hnsw=params)
+        engine = cls(int(vectors.shape[1]), index=index, hnsw=params)
         rows = dict(zip(ids, range(count), strict=True))
         if len(rows) != count:
             raise InvalidArgumentError("document ids must be unique; found duplicates")
@@ -187,14 +171,9 @@ class Engine:
             else:
                 store.int8 = Int8Index.build(vectors)
         if params is not None and graph is not None:
-            if int((graph.row_of_slot >= 0).sum()) != count:
-                raise InvalidArgumentError(
-                    f"the hnsw graph holds {int((graph.row_of_slot >= 0).sum())} live rows, "
-                    f"not {count}: pass the graph exported with these vectors"
-                )
             store.graph = HnswGraph(graph, count, params)
         else:
-            engine._maintain_graph()
+            maintain_graph(store, params)
         return engine
 
     @property
@@ -219,7 +198,7 @@ class Engine:
     @property
     def index_kind(self) -> str:
         """``"flat"`` (exact scan) or ``"hnsw"`` (HNSW graph, exact re-rank)."""
-        return self._kind
+        return "flat" if self._hnsw is None else "hnsw"
 
     @property
     def hnsw(self) -> HnswParams | None:
@@ -229,21 +208,10 @@ class Engine:
     def set_index(self, index: str, hnsw: HnswParams | Mapping[str, Any] | None = None) -> None:
         """Switch the index kind (building or dropping the graph) or the hnsw parameters; the
         graph is rebuilt only if a build parameter changed."""
-        kind, params = _index_kind(index, hnsw)
+        params = hnsw_params(index, hnsw)
         with self._lock:
-            old = self._hnsw
-            self._kind, self._hnsw = kind, params
-            graph = self._store.graph
-            if params is None or (
-                graph is not None
-                and old is not None
-                and (old.m, old.ef_construction, old.storage)
-                != (params.m, params.ef_construction, params.storage)
-            ):
-                self._store.graph = None
-            elif graph is not None:
-                graph.params = params
-            self._maintain_graph()
+            maintain_graph(self._store, params, self._hnsw)
+            self._hnsw = params
 
     def __len__(self) -> int:
         return len(self._store)
@@ -274,7 +242,7 @@ class Engine:
         with self._lock:
             self._filter_rows.clear()
             counts = self._store.upsert(ids, texts, metadata, vectors)
-            self._maintain_graph()
+            maintain_graph(self._store, self._hnsw)
             return counts
 
     def delete(self, ids: Iterable[str]) -> int:
@@ -283,21 +251,8 @@ class Engine:
             deleted = self._store.delete(ids)
             if deleted:
                 self._filter_rows.clear()
-                self._maintain_graph()
+                maintain_graph(self._store, self._hnsw)
         return deleted
-
-    def _maintain_graph(self) -> None:
-        """Build the graph once an hnsw index is large enough; rebuild it from the live rows
-        when too many of its slots are tombstones."""
-        store, params = self._store, self._hnsw
-        if params is None:
-            store.graph = None
-            return
-        graph = store.graph
-        if graph is None or graph.dead_fraction() >= params.rebuild_fraction:
-            store.graph = (
-                HnswGraph.build(store.matrix(), params) if len(store) >= GRAPH_MIN_ROWS else None
-            )
 
     # --- reads ----------------------------------------------------------------------------
 
@@ -378,34 +333,12 @@ class Engine:
             )
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
             raise InvalidArgumentError(f"top_k must be a positive integer, got {top_k!r}")
-        if ef_search is not None and (
-            isinstance(ef_search, bool)
-            or not isinstance(ef_search, int)
-            or not 1 <= ef_search <= _MAX_EF_SEARCH
-        ):
-            raise InvalidArgumentError(
-                f"ef_search must be an integer in 1..{_MAX_EF_SEARCH} or None, got {ef_search!r}"
-            )
+        check_ef_search(ef_search)
         predicate = compile_filter(filter)
         with self._lock:
             store = self._store
             subset = None if predicate is None else self._matching_rows(predicate, filter)
-            # A small filtered subset is cheaper to rank exactly than to scan in int8.
-            count = len(store)
-            compact = (
-                store.int8 is not None
-                and count >= _INT8_MIN_ROWS
-                and (subset is None or len(subset) > GATHER_FRACTION * count)
-            )
-            rank: Ranker = rank_measured if compact else rank_exact
-            graph = store.graph
-            if graph is not None and (subset is None or len(subset)):
-                ef = ef_search or graph.params.ef_search
-                if subset is not None:
-                    ef = min(_MAX_FILTER_EF, -(-ef * count // len(subset)))
-                if subset is None or len(subset) > _EXACT_ROWS_PER_EF * ef:
-                    rank = partial(rank_graph, ef_search=ef)
-
+            rank = choose_ranker(store, subset, ef_search)
             results: list[list[tuple[StoredDoc, float]]] = []
             for start in range(0, queries.shape[0], _QUERY_BLOCK):
                 block = queries[start : start + _QUERY_BLOCK]
@@ -447,7 +380,9 @@ class Engine:
             vectors, ids, texts, metadata = self._store.export()
             int8 = self._store.int8.export() if self._store.int8 is not None else None
             graph = self._store.graph.export() if self._store.graph is not None else None
-            return EngineExport(vectors, ids, texts, metadata, int8, self._kind, self._hnsw, graph)
+            return EngineExport(
+                vectors, ids, texts, metadata, int8, self.index_kind, self._hnsw, graph
+            )
 
 
 def _filter_key(filter: Mapping[str, Any] | None) -> bytes | None:
@@ -465,15 +400,3 @@ def _check_precision(precision: object) -> None:
         raise InvalidArgumentError(
             f"precision must be one of {', '.join(map(repr, PRECISIONS))}, got {precision!r}"
         )
-
-
-def _index_kind(
-    index: object, hnsw: HnswParams | Mapping[str, Any] | None
-) -> tuple[str, HnswParams | None]:
-    if index not in INDEX_KINDS:
-        raise InvalidArgumentError(
-            f"index must be one of {', '.join(map(repr, INDEX_KINDS))}, got {index!r}"
-        )
-    if index == "flat":
-        return "flat", None
-    return "hnsw", parse_params(hnsw)

@@ -20,12 +20,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from ..errors import InvalidArgumentError
+
+if TYPE_CHECKING:
+    from .rows import DocumentRows
 
 __all__ = [
     "GRAPH_MIN_ROWS",
@@ -33,7 +36,9 @@ __all__ = [
     "GraphParts",
     "HnswGraph",
     "HnswParams",
+    "hnsw_params",
     "load_graph",
+    "maintain_graph",
     "parse_params",
 ]
 
@@ -107,6 +112,40 @@ def parse_params(value: HnswParams | Mapping[str, Any] | None) -> HnswParams:
     return HnswParams(**value)
 
 
+def hnsw_params(index: object, hnsw: HnswParams | Mapping[str, Any] | None) -> HnswParams | None:
+    """Check an index kind and its parameters; return them (None for ``"flat"``)."""
+    if index not in INDEX_KINDS:
+        raise InvalidArgumentError(
+            f"index must be one of {', '.join(map(repr, INDEX_KINDS))}, got {index!r}"
+        )
+    return None if index == "flat" else parse_params(hnsw)
+
+
+def maintain_graph(
+    store: DocumentRows, params: HnswParams | None, previous: HnswParams | None = None
+) -> None:
+    """Keep ``store.graph`` as ``params`` want it: none for flat; dropped when a build parameter
+    changed since ``previous``; built once the index has :data:`GRAPH_MIN_ROWS` rows; rebuilt
+    from the live rows when ``rebuild_fraction`` of its slots are tombstones."""
+    graph = store.graph
+    if graph is not None and (
+        params is None
+        or (
+            previous is not None
+            and (previous.m, previous.ef_construction, previous.storage)
+            != (params.m, params.ef_construction, params.storage)
+        )
+    ):
+        store.graph = graph = None
+    if params is None:
+        return
+    if graph is not None:
+        graph.params = params
+    if graph is None or graph.dead_fraction() >= params.rebuild_fraction:
+        enough = len(store) >= GRAPH_MIN_ROWS
+        store.graph = HnswGraph.build(store.matrix(), params) if enough else None
+
+
 def _check_int(name: str, value: object, low: int, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise InvalidArgumentError(
@@ -147,6 +186,11 @@ class HnswGraph:
         self.row_of_slot: Slots = np.array(parts.row_of_slot, dtype=np.int64)
         self.slot_of_row: Slots = np.full(max(count, 64), -1, dtype=np.int64)
         alive = np.flatnonzero(self.row_of_slot >= 0)
+        if len(alive) != count:
+            raise InvalidArgumentError(
+                f"the hnsw graph holds {len(alive)} live rows, not {count}: pass the graph "
+                "exported with these vectors"
+            )
         self.slot_of_row[self.row_of_slot[alive]] = alive
         self.dead = len(self.row_of_slot) - len(alive)
         self._alive_bits: npt.NDArray[np.uint8] | None = None
