@@ -19,7 +19,7 @@ from llama_index.core.llms import MockLLM
 from llama_index.core.schema import TextNode
 from llama_index.vector_stores.moss import MossPushHandler, MossVectorStore
 
-from moss import DocumentInfo, FileStore, MossClient, ServiceUnavailableError
+from moss import DocumentInfo, FileStore, InvalidArgumentError, MossClient, ServiceUnavailableError
 
 DIM = 8
 dispatcher = get_dispatcher(__name__)
@@ -237,3 +237,43 @@ def test_one_handler_pushes_several_sessions(client: MossClient) -> None:
     second.sync.add_docs([DocumentInfo(id="x", text="x", embedding=[1.0, 1.0])])
     assert sorted(r.index_name for r in handler.checkpoint()) == ["one", "two"]
     assert handler.checkpoint() == []
+
+
+class NamedAgent(Agent):
+    """An agent with a name, as LlamaIndex agents have."""
+
+    def __init__(self, store: MossVectorStore, name: str) -> None:
+        super().__init__(store)
+        self.name = name
+
+
+def test_versions_record_the_component_as_author_and_the_checkpoint_as_message(
+    vector_store: MossVectorStore, slow_store: SlowStore
+) -> None:
+    retriever = VectorStoreIndex.from_vector_store(
+        vector_store, embed_model=HashEmbedding()
+    ).as_retriever()
+    with MossPushHandler(vector_store, spans=["Agent.step"]):
+        NamedAgent(vector_store, "agent_a").step("a1")
+        NamedAgent(vector_store, "agent_b").step("b1")
+        Agent(vector_store).step("x")  # no name: its class
+        vector_store.add([_node("r")])
+        retriever.retrieve("q")
+    with MossPushHandler(vector_store, events=[], spans=["Agent.step"], author="reviewer"):
+        NamedAgent(vector_store, "agent_a").step("a2")
+    versions = MossClient(store=slow_store).sync.versions("kb")
+    assert [(v.author, v.message) for v in versions] == [
+        ("agent_a", "span:NamedAgent.step"),  # the span names the instance's class
+        ("agent_b", "span:NamedAgent.step"),
+        ("Agent", "span:Agent.step"),
+        ("VectorIndexRetriever", "event:RetrievalEndEvent"),
+        ("reviewer", "span:NamedAgent.step"),  # the option wins over the agent's name
+    ]
+    assert MossClient(store=slow_store).sync.diff("kb", 1, 2).added == ["b1"]
+    vector_store.add([_node("by hand")])
+    handler = MossPushHandler(vector_store, attach=False)
+    assert handler.checkpoint(author="me", message="manual")
+    last = MossClient(store=slow_store).sync.versions("kb")[-1]
+    assert (last.author, last.message) == ("me", "manual")
+    with pytest.raises(InvalidArgumentError, match="author"):
+        MossPushHandler(vector_store, attach=False, author="")

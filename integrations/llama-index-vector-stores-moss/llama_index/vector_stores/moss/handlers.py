@@ -54,6 +54,12 @@ class MossPushHandler:
     because a push that finds a newer stored version replays this session's changes onto it.
     ``merge=False`` replaces the stored index with this session's content (last writer wins).
 
+    Each version records who pushed it and why (``client.versions(name)``). The message names
+    the checkpoint: ``"event:RetrievalEndEvent"`` or ``"span:IngestionPipeline.run"``. The
+    author is the component that reached it: the span's instance (its ``name`` if it has one,
+    as LlamaIndex agents do, else its class), or for an event the class of the span it was
+    sent in (``"VectorIndexRetriever"``); ``author="..."`` overrides it (one handler per agent).
+
     LlamaIndex's dispatcher swallows every exception a handler raises, so a failed push is
     logged with the index name and kept in :attr:`errors`; with ``raise_error=True``,
     :meth:`checkpoint` (called directly) raises it, and :meth:`raise_for_errors` re-raises the
@@ -75,11 +81,16 @@ class MossPushHandler:
         dispatcher: Dispatcher | None = None,
         attach: bool = True,
         merge: bool = True,
+        author: str | None = None,
     ) -> None:
         if not targets:
             raise InvalidArgumentError(
                 "give MossPushHandler at least one MossVectorStore or Session"
             )
+        if author is not None and (not isinstance(author, str) or not author):
+            raise InvalidArgumentError(f"author must be a non-empty str or None, got {author!r}")
+        self.author = author
+        """Recorded as every push's author when set; else the component at the checkpoint."""
         self._pushers = [_Pusher(_session_of(target), merge) for target in targets]
         self._events = tuple(events)
         self._spans = frozenset(spans)
@@ -127,12 +138,19 @@ class MossPushHandler:
     ) -> None:
         self.detach()
 
-    def checkpoint(self) -> list[PushResult]:
-        """Push every session that changed; return the pushes this call made."""
+    def checkpoint(
+        self, *, author: str | None = None, message: str | None = None
+    ) -> list[PushResult]:
+        """Push every session that changed; return the pushes this call made.
+
+        ``author`` and ``message`` are recorded with each version (the handler's ``author``
+        option wins).
+        """
+        author = self.author or author
         results = []
         for pusher in self._pushers:
             try:
-                results.extend(pusher.checkpoint())
+                results.extend(pusher.checkpoint(author, message))
             except Exception as exc:
                 logger.error("moss: push of index %r failed: %s", pusher.name, exc, exc_info=exc)
                 self.errors.append(exc)
@@ -151,10 +169,7 @@ class MossPushHandler:
         return isinstance(event, self._events)
 
     def _is_checkpoint_span(self, span_id: str, instance: Any) -> bool:
-        if len(span_id) > _SPAN_ID_SUFFIX and span_id[-_SPAN_ID_SUFFIX] == "-":
-            name = span_id[:-_SPAN_ID_SUFFIX]
-        else:
-            name = span_id
+        name = _span_name(span_id)
         if name in self._spans:
             return True
         if instance is None or "." not in name:
@@ -163,10 +178,28 @@ class MossPushHandler:
         method = name.rsplit(".", 1)[1]
         return any(f"{cls.__name__}.{method}" in self._spans for cls in type(instance).__mro__)
 
-    def _on_checkpoint(self) -> None:
+    def _on_event(self, event: BaseEvent) -> None:
+        # The span an event is sent in is "Class.method-<uuid>": the class is who sent it.
+        owner = _span_name(event.span_id or "").split(".", 1)[0] or None
+        self._on_checkpoint(owner, f"event:{event.class_name()}")
+
+    def _on_span(self, span_id: str, instance: Any) -> None:
+        name = getattr(instance, "name", None)
+        if not (isinstance(name, str) and name):
+            name = type(instance).__name__ if instance is not None else None
+        self._on_checkpoint(name, f"span:{_span_name(span_id)}")
+
+    def _on_checkpoint(self, author: str | None, message: str) -> None:
         # A failure is already logged and recorded; the dispatcher would drop it anyway.
         with contextlib.suppress(Exception):
-            self.checkpoint()
+            self.checkpoint(author=author, message=message)
+
+
+def _span_name(span_id: str) -> str:
+    """``Class.method`` of a span id ``Class.method-<uuid4>``."""
+    if len(span_id) > _SPAN_ID_SUFFIX and span_id[-_SPAN_ID_SUFFIX] == "-":
+        return span_id[:-_SPAN_ID_SUFFIX]
+    return span_id
 
 
 class _Pusher:
@@ -178,10 +211,10 @@ class _Pusher:
         self.merge = merge
         self.pushes = 0
 
-    def checkpoint(self) -> list[PushResult]:
+    def checkpoint(self, author: str | None, message: str | None) -> list[PushResult]:
         # moss serialises pushes of one session, also across handlers and stores, and sends
         # nothing when an earlier push already took the changes.
-        result = self.session.sync.push_if_changed(merge=self.merge)
+        result = self.session.sync.push_if_changed(merge=self.merge, author=author, message=message)
         if result is None:
             return []
         self.pushes += 1
@@ -213,7 +246,7 @@ class _EventHandler(BaseEventHandler):
 
     def handle(self, event: BaseEvent, **kwargs: Any) -> None:
         if self._owner._is_checkpoint_event(event):
-            self._owner._on_checkpoint()
+            self._owner._on_event(event)
 
 
 class _SpanHandler(BaseSpanHandler[SimpleSpan]):
@@ -252,7 +285,7 @@ class _SpanHandler(BaseSpanHandler[SimpleSpan]):
     ) -> SimpleSpan | None:
         span = self.open_spans.get(id_)
         if span is not None:
-            self._owner._on_checkpoint()
+            self._owner._on_span(id_, instance)
         return span
 
     def prepare_to_drop_span(
