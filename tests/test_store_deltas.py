@@ -344,3 +344,50 @@ def test_sigkill_during_a_delta_put_leaves_the_last_version_openable(store: Stor
         ids = state_of(store, "k")
         assert {"doc-0", "doc-1", "before"} <= ids
         assert len(ids) in (3, 3 + 3000)  # all of the killed delta or none of it
+
+
+# -- PostgreSQL: the schema migration that added the delta columns -----------------------------
+
+
+def test_postgres_schema_2_upgrades_to_3_and_keeps_old_versions(
+    request: pytest.FixtureRequest,
+) -> None:
+    import psycopg
+
+    from moss.stores.postgres import SCHEMA_VERSION, PostgresStore
+    from moss.stores.postgres.sql import Statements, parse_url
+    from pg import shared_cluster
+
+    assert SCHEMA_VERSION == 3
+    url = shared_cluster(request.config).fresh_url()
+    target = parse_url(url)
+    sql = Statements(target.schema)
+    blob = snapshot_bytes("old", count=2)
+    with psycopg.connect(target.conninfo, autocommit=True) as conn:  # what moss 2 created
+        conn.execute(sql.create_schema)
+        conn.execute(sql.create_version_table)
+        for steps in sql.migrations[:2]:
+            for step in steps:
+                conn.execute(step)
+        conn.execute(sql.set_schema_version, (2,))
+        schema = target.schema
+        conn.execute(f"INSERT INTO {schema}.indexes VALUES ('proj', 'old', 1, 1, NULL)")
+        conn.execute(
+            f"INSERT INTO {schema}.versions VALUES ('proj', 'old', 1, 77, 'custom', 8, 2, %s, 1.5)",
+            (len(blob),),
+        )
+        conn.execute(f"INSERT INTO {schema}.chunks VALUES (77, 1, %s)", (blob,))
+    strict = PostgresStore(url, auto_upgrade=False)
+    with pytest.raises(InvalidArgumentError, match="moss db upgrade"):
+        strict.head(P, "old")
+    assert strict.upgrade() == (2, 3)
+    head = strict.head(P, "old")
+    assert head is not None and (head.kind, head.author, head.doc_count) == ("full", None, 2)
+    assert b"".join(strict.get(P, "old")) == blob
+    # The old row has no model artifact recorded: a delta is checked on model id and dimension.
+    assert strict.put(P, "old", [delta_bytes("old", ["n"])], append=True).version == 2
+    with pytest.raises(ModelMismatchError):
+        strict.put(P, "old", [delta_bytes("old", ["n"], dimension=4)], append=True)
+    assert kinds(strict, "old") == [(1, "full"), (2, "delta")]
+    assert state_of(strict, "old") == {"doc-0", "doc-1", "n"}
+    strict.close()

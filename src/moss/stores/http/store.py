@@ -23,6 +23,7 @@ from ...flow import Flow, Sleep, run_async, run_sync
 from ...types import IndexInfo
 from ...validation import validate_name
 from ..base import AsyncDownload, Chunks, Download, check_expected_version, check_ttl, check_version
+from ..chain import check_put_mode
 from ..chunks import AsyncChunks
 from .exchange import Clients, Release, Send
 from .io import (
@@ -34,7 +35,14 @@ from .io import (
     json_of,
     version_of,
 )
-from .wire import API_PREFIX, TTL_HEADER, format_etag, info_from_headers, info_from_json
+from .wire import (
+    API_PREFIX,
+    APPEND_HEADER,
+    TTL_HEADER,
+    format_etag,
+    info_from_headers,
+    info_from_json,
+)
 
 _Infos = list[IndexInfo]  # (inside the class, `list` is the method)
 
@@ -96,9 +104,11 @@ class HttpStore:
         *,
         expected_version: int | None = None,
         ttl: float | None = None,
+        append: bool = False,
     ) -> IndexInfo:
-        """Upload a snapshot, streamed, as the next version (see :class:`~moss.stores.base.Store`)."""
-        return run_sync(self._put(project, name, chunks, expected_version, ttl))
+        """Upload a snapshot or delta, streamed, as the next version (see
+        :class:`~moss.stores.base.Store`)."""
+        return run_sync(self._put(project, name, chunks, expected_version, ttl, append))
 
     async def aput(
         self,
@@ -108,9 +118,10 @@ class HttpStore:
         *,
         expected_version: int | None = None,
         ttl: float | None = None,
+        append: bool = False,
     ) -> IndexInfo:
         """Async twin of :meth:`put`; also accepts an async iterable of chunks."""
-        return await run_async(self._put(project, name, chunks, expected_version, ttl))
+        return await run_async(self._put(project, name, chunks, expected_version, ttl, append))
 
     def get(
         self,
@@ -134,6 +145,21 @@ class HttpStore:
     ) -> AsyncDownload:
         """Async twin of :meth:`get`."""
         answer = await run_async(self._get(project, name, version, if_none_match))
+        return adownload_of(name, self.location, answer)
+
+    def get_chain(
+        self, project: str, name: str, *, after: int | None = None, version: int | None = None
+    ) -> Download:
+        """The chain stream that brings a reader to ``version`` (see :mod:`moss.stores.chain`),
+        in one request; ``not_modified`` when ``after`` is the target."""
+        answer = run_sync(self._chain(project, name, after, version))
+        return download_of(name, self.location, answer)
+
+    async def aget_chain(
+        self, project: str, name: str, *, after: int | None = None, version: int | None = None
+    ) -> AsyncDownload:
+        """Async twin of :meth:`get_chain`."""
+        answer = await run_async(self._chain(project, name, after, version))
         return adownload_of(name, self.location, answer)
 
     def head(self, project: str, name: str) -> IndexInfo | None:
@@ -193,12 +219,16 @@ class HttpStore:
         chunks: AsyncChunks,
         expected_version: int | None,
         ttl: float | None,
+        append: bool,
     ) -> Flow[IndexInfo]:
         check_expected_version(expected_version)
+        check_put_mode(expected_version, append)
         ttl = check_ttl(ttl)
         headers = {"Content-Type": "application/octet-stream"}
         if ttl is not None:
             headers[TTL_HEADER] = repr(ttl)
+        if append:
+            headers[APPEND_HEADER] = "1"
         if expected_version == 0:
             headers["If-None-Match"] = "*"
         elif expected_version is not None:
@@ -223,6 +253,23 @@ class HttpStore:
             "GET", self._url(name), project, stream=True, params=params, headers=headers
         )
         number = version_of(response, if_none_match)
+        if response.status_code == 304:
+            yield Release(response)
+            return number, None
+        return number, response
+
+    def _chain(
+        self, project: str, name: str, after: int | None, version: int | None
+    ) -> Flow[tuple[int, httpx.Response | None]]:
+        """The target version and the open chain response (None when ``after`` is current)."""
+        params: dict[str, Any] = {}
+        if after is not None:
+            params["after"] = check_version(after, "after", lowest=0)
+        if version is not None:
+            params["version"] = check_version(version)
+        url = self._url(name, "/chain")
+        response = yield from self._send("GET", url, project, stream=True, params=params)
+        number = version_of(response, after)
         if response.status_code == 304:
             yield Release(response)
             return number, None

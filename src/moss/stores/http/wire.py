@@ -28,6 +28,19 @@ API_PREFIX = "/v1"
 VERSION_HEADER = "X-Moss-Version"
 #: On a PUT: seconds without pushes after which the index expires (absent: never).
 TTL_HEADER = "X-Moss-TTL"
+#: On a PUT of a delta: ``1`` stores it after whatever version is latest (a merge push).
+APPEND_HEADER = "X-Moss-Append"
+#: The media type of a chain stream (``GET /v1/indexes/{name}/chain``).
+CHAIN_CONTENT_TYPE = "application/vnd.moss.chain"
+#: Fields of an index description added with deltas, and their values when a server omits them.
+_CHAIN_FIELDS: dict[str, Any] = {
+    "kind": "full",
+    "author": None,
+    "message": None,
+    "chain_length": 0,
+    "chain_bytes": 0,
+    "base_bytes": 0,
+}
 
 #: Error kind on the wire -> (status code, the moss error a client raises). Order matters for
 #: :func:`error_kind`: subclasses before their bases.
@@ -114,6 +127,7 @@ def info_to_json(info: IndexInfo) -> dict[str, Any]:
         "size_bytes": info.size_bytes,
         "created_at": info.created_at,
         "extra": info.extra,
+        **{key: getattr(info, key) for key in _CHAIN_FIELDS},
     }
 
 
@@ -129,6 +143,12 @@ def info_from_json(data: Mapping[str, Any]) -> IndexInfo:
             size_bytes=_int(data["size_bytes"]),
             created_at=_float(data["created_at"]),
             extra=dict(data.get("extra") or {}),
+            kind=_kind(data.get("kind", "full")),
+            author=_text(data.get("author")),
+            message=_text(data.get("message")),
+            chain_length=_int(data.get("chain_length", 0)),
+            chain_bytes=_int(data.get("chain_bytes", 0)),
+            base_bytes=_int(data.get("base_bytes", 0)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ServiceUnavailableError(
@@ -147,12 +167,23 @@ def info_to_headers(info: IndexInfo) -> dict[str, str]:
         "X-Moss-Doc-Count": str(info.doc_count),
         "X-Moss-Size-Bytes": str(info.size_bytes),
         "X-Moss-Created-At": repr(info.created_at),
+        "X-Moss-Kind": info.kind,
+        "X-Moss-Chain": f"{info.chain_length} {info.chain_bytes} {info.base_bytes}",
+        # Percent-encoded (free text); at most 3 * (256 + 4096) bytes, within header limits.
+        **{
+            f"X-Moss-{key.title()}": quote(value, safe="")
+            for key, value in (("author", info.author), ("message", info.message))
+            if value is not None
+        },
     }
 
 
 def info_from_headers(headers: Mapping[str, str]) -> IndexInfo:
     """Invert :func:`info_to_headers` (header names are case-insensitive in ``headers``)."""
     try:
+        chain = [_int(part) for part in headers.get("x-moss-chain", "0 0 0").split()]
+        if len(chain) != 3:
+            raise ValueError(f"X-Moss-Chain must hold three integers, got {chain}")
         return IndexInfo(
             name=headers["x-moss-name"],
             version=_int(headers[VERSION_HEADER.lower()]),
@@ -161,6 +192,12 @@ def info_from_headers(headers: Mapping[str, str]) -> IndexInfo:
             doc_count=_int(headers["x-moss-doc-count"]),
             size_bytes=_int(headers["x-moss-size-bytes"]),
             created_at=_float(headers["x-moss-created-at"]),
+            kind=_kind(headers.get("x-moss-kind", "full")),
+            author=_unquoted(headers.get("x-moss-author")),
+            message=_unquoted(headers.get("x-moss-message")),
+            chain_length=chain[0],
+            chain_bytes=chain[1],
+            base_bytes=chain[2],
         )
     except (KeyError, ValueError) as exc:
         raise ServiceUnavailableError(
@@ -179,3 +216,19 @@ def _float(value: object) -> float:
     if not math.isfinite(number):
         raise ValueError(f"expected a finite number, got {value!r}")
     return number
+
+
+def _kind(value: object) -> str:
+    if value not in ("full", "delta"):
+        raise ValueError(f"expected the kind 'full' or 'delta', got {value!r}")
+    return str(value)
+
+
+def _text(value: object) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"expected a string or null, got {value!r}")
+    return value
+
+
+def _unquoted(value: str | None) -> str | None:
+    return None if value is None else unquote(value)

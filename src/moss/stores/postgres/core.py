@@ -13,6 +13,8 @@ from ...snapshot.codec import SnapshotHeader, SnapshotReader
 from ...types import IndexInfo
 from ...validation import validate_name
 from ..base import DEFAULT_KEEP_VERSIONS
+from ..base import check_version as check_number
+from ..chain import doc_count
 from .link import Link
 from .pools import Pools
 from .sql import (
@@ -143,11 +145,9 @@ class PostgresCore:
 
 
 def check_version(version: int | None) -> None:
-    """Refuse a requested version that is not None or an int >= 1."""
-    if version is not None and (
-        isinstance(version, bool) or not isinstance(version, int) or version < 1
-    ):
-        raise InvalidArgumentError(f"version must be an integer >= 1, got {version!r}")
+    """Refuse a requested version that is not None or an int in 1..2**63-1."""
+    if version is not None:
+        check_number(version)
 
 
 def first_int(row: tuple[Any, ...] | None, default: int | None = None) -> int:
@@ -164,7 +164,8 @@ def version_row(
     """The columns of ``Statements.insert_version`` for a snapshot's header."""
     return (
         project, name, version, blob_id, header.model_id, header.dimension,
-        header.count, header.total_size, header.created_at,
+        doc_count(header), header.total_size, header.created_at, header.kind,
+        header.author, header.message, header.model_artifact,
     )  # fmt: skip
 
 
@@ -175,9 +176,12 @@ def version_info(name: str, version: int, header: SnapshotHeader) -> IndexInfo:
         version=version,
         model_id=header.model_id,
         dimension=header.dimension,
-        doc_count=header.count,
+        doc_count=doc_count(header),
         size_bytes=header.total_size,
         created_at=header.created_at,
+        kind=header.kind,
+        author=header.author,
+        message=header.message,
     )
 
 

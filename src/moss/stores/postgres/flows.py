@@ -22,6 +22,17 @@ from ...snapshot.codec import SnapshotHeader
 from ...types import IndexInfo
 from ...validation import validate_name
 from ..base import AsyncDownload, Download, check_ttl
+from ..base import check_version as check_number
+from ..chain import (
+    ChainPlan,
+    Entry,
+    check_model,
+    check_put_kind,
+    check_put_mode,
+    plan_chain,
+    pruned,
+    with_chain_stats,
+)
 from ..chunks import AsyncChunks
 from ..file import check_expected_version
 from .core import (
@@ -81,26 +92,34 @@ class PostgresFlows(PostgresCore):
         chunks: AsyncChunks,
         expected_version: int | None,
         ttl: float | None,
+        append: bool = False,
     ) -> Flow[IndexInfo]:
         check_expected_version(expected_version)
+        check_put_mode(expected_version, append)
         ttl = check_ttl(ttl)
         project, name = self._key(project, name)
         reader = self._reader(name)
         sql = self._sql
         yield from self._ensure_schema(link)
         yield link.execute(sql.begin)
-        if expected_version is not None:
+        if expected_version:  # (0 is checked after the upload: a delta with it is refused)
             current = first_int((yield link.one(sql.latest, (project, name))), 0)
             if current != expected_version:  # fail before the upload, not after it
                 raise self._conflict(name, current, expected_version)
         blob_id = first_int((yield link.one(sql.next_blob)))
         header = yield CopyRows(link, sql.copy_chunks, blob_id, reader, chunks, self.row_bytes)
         assert isinstance(header, SnapshotHeader)
+        check_put_kind(name, header.kind, expected_version, append)
         version = yield from self._append_version(
-            link, project, name, blob_id, header, expected_version, ttl
+            link, project, name, blob_id, header, expected_version, ttl, append
         )
+        infos = yield from self._versions_of(link, project, name)
         yield link.execute(sql.commit)
-        return version_info(name, version, header)
+        return (
+            infos[-1]
+            if infos and infos[-1].version == version
+            else version_info(name, version, header)
+        )
 
     def _append_version(
         self,
@@ -111,6 +130,7 @@ class PostgresFlows(PostgresCore):
         header: SnapshotHeader,
         expected_version: int | None,
         ttl: float | None,
+        append: bool = False,
     ) -> Flow[int]:
         """Insert the row of the next version after the latest (compare-and-swap under the index
         row's lock), publish it, prune old versions and notify watchers; return its number."""
@@ -120,12 +140,21 @@ class PostgresFlows(PostgresCore):
         row = yield link.one(sql.lock_index, key)
         assert row is not None  # the index row was ensured in this transaction
         counter, latest = int(row[0]), int(row[1])
+        if append and not latest:
+            raise self._not_found(project, name, None, [])
         if expected_version is not None and latest != expected_version:
             raise self._conflict(name, latest, expected_version)
+        if header.kind == "delta":
+            model = yield link.one(sql.latest_model, (*key, latest))
+            assert model is not None  # the latest version's row, under the lock
+            check_model(name, header, model[0], model[1], int(model[2]))
         version = counter + 1
         yield link.execute(sql.insert_version, version_row(*key, version, blob_id, header))
         yield link.execute(sql.publish, (version, version, ttl, *key))
-        yield from self._purge(link, sql.prune, (*key, version - self.keep_versions))
+        kept = [Entry(int(v), kind, 0) for v, kind in (yield link.all(sql.kept_kinds, key))]
+        dropped = pruned(kept, self.keep_versions)
+        if dropped:
+            yield from self._purge(link, sql.prune_listed, (*key, dropped))
         yield link.execute(sql.notify, (notify_payload(project, name, version),))
         return version
 
@@ -178,15 +207,41 @@ class PostgresFlows(PostgresCore):
         download: Download | AsyncDownload = yield OpenDownload(
             link,
             number,
-            None if unchanged else blob_id,
+            () if unchanged else (blob_id,),
             sql.read_chunks,
             self._rows_per_fetch,
             self.location,
         )
         return download
 
+    def _chain(
+        self, link: Link, project: str, name: str, after: int | None, version: int | None
+    ) -> Flow[tuple[ChainPlan, Download | AsyncDownload]]:
+        """Plan and open a chain in one read-only snapshot: nothing it lists can be pruned
+        before it is read, and its versions stream back to back on one connection."""
+        project, name = self._key(project, name)
+        if after is not None:
+            check_number(after, "after", lowest=0)
+        check_version(version)
+        yield from self._ensure_schema(link)
+        yield link.execute(self._sql.begin_snapshot)
+        rows = yield link.all(self._sql.chain_rows, (project, name))
+        entries = [Entry(int(row[0]), row[1], int(row[2])) for row in rows]
+        blobs = {int(row[0]): int(row[3]) for row in rows}
+        plan = plan_chain(project, name, entries, after=after, version=version)
+        download: Download | AsyncDownload = yield OpenDownload(
+            link,
+            plan.target,
+            tuple(blobs[entry.version] for entry in plan.frames),
+            self._sql.read_chunks,
+            self._rows_per_fetch,
+            self.location,
+        )
+        return plan, download
+
     def _versions_of(self, link: Link, project: str, name: str) -> Flow[builtins.list[IndexInfo]]:
-        return [info_from_row(row) for row in (yield link.all(self._sql.versions, (project, name)))]
+        rows = yield link.all(self._sql.versions, (project, name))
+        return with_chain_stats([info_from_row(row) for row in rows])
 
     def _versions(self, link: Link, project: str, name: str) -> Flow[builtins.list[IndexInfo]]:
         project, name = self._key(project, name)
@@ -196,19 +251,23 @@ class PostgresFlows(PostgresCore):
     def _head(self, link: Link, project: str, name: str) -> Flow[IndexInfo | None]:
         key = self._key(project, name)
         yield from self._ensure_schema(link)
-        row = yield link.one(self._sql.head, key)
-        if row is None:
+        infos = yield from self._versions_of(link, *key)
+        if not infos:
             yield from self._purged(link, self._sql.purge_expired, key)
             return None
-        return info_from_row(row)
+        return infos[-1]
 
     def _list(self, link: Link, project: str) -> Flow[builtins.list[IndexInfo]]:
         project = validate_name(project, what="project id")
         yield from self._ensure_schema(link)
         yield from self._purged(link, self._sql.purge_project_expired, (project,))
         rows = yield link.all(self._sql.list, (project,))
+        per_index: dict[str, builtins.list[IndexInfo]] = {}
+        for row in rows:
+            per_index.setdefault(row[0], []).append(info_from_row(row))
+        latest = [with_chain_stats(infos)[-1] for infos in per_index.values()]
         # Sorted here, not in SQL: the database's collation may not sort by code point.
-        return sorted((info_from_row(row) for row in rows), key=lambda info: info.name)
+        return sorted(latest, key=lambda info: info.name)
 
     def _latest(self, link: Link, project: str, name: str) -> Flow[int]:
         yield from self._ensure_schema(link)
@@ -218,6 +277,7 @@ class PostgresFlows(PostgresCore):
         self, link: Link, project: str, name: str, after: int, timeout: float
     ) -> Flow[int | None]:
         key = self._key(project, name)
+        check_number(after, "after", lowest=0)
         current = yield from self._latest(link, *key)
         if current > after:
             return current

@@ -143,35 +143,36 @@ class Release:
 
 @dataclass(frozen=True, slots=True)
 class OpenDownload:
-    """Hand the link's connection, in its read-only transaction, to a download of a blob.
+    """Hand the link's connection, in its read-only transaction, to a download of blobs (one
+    version, or a chain's versions back to back).
 
-    ``blob_id`` None: the caller has this version already (an empty, not-modified download).
+    No ``blob_ids``: the caller has this version already (an empty, not-modified download).
     """
 
     link: Link
     version: int
-    blob_id: int | None
+    blob_ids: tuple[int, ...]
     statement: sql.Composed
     rows_per_fetch: int
     location: str
 
     def run(self) -> Download:
-        if self.blob_id is None:
+        if not self.blob_ids:
             self.link.close()
             return Download(self.version, iter(()), not_modified=True)
         conn, release = self.link.detach()
         chunks = BlobChunks(
-            conn, self.statement, self.blob_id, self.rows_per_fetch, self.location, release
+            conn, self.statement, self.blob_ids, self.rows_per_fetch, self.location, release
         )
         return Download(self.version, chunks)
 
     async def arun(self) -> AsyncDownload:
-        if self.blob_id is None:
+        if not self.blob_ids:
             await self.link.aclose()
             return AsyncDownload(self.version, _empty(), not_modified=True)
         conn, release = await self.link.adetach()
         chunks = AsyncBlobChunks(
-            conn, self.statement, self.blob_id, self.rows_per_fetch, self.location, release
+            conn, self.statement, self.blob_ids, self.rows_per_fetch, self.location, release
         )
         return AsyncDownload(self.version, chunks)
 

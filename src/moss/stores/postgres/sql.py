@@ -9,7 +9,9 @@ Tables, in one PostgreSQL schema (``moss`` unless the URL says ``?schema=...``):
     indexes         one row per (project, index): the version counter, which survives deletes,
                     and the visible version (0 once deleted); locked FOR UPDATE by writers;
                     ``expires_at`` (schema 2): when the index counts as deleted (put with ttl)
-    versions        one row per kept version: its summary and the id of its bytes
+    versions        one row per kept version: its summary and the id of its bytes;
+                    ``kind`` (full or delta), ``author``, ``message``, ``model_artifact``
+                    (schema 3; NULL artifact: written before, not compared)
     chunks          the bytes of each version, in rows of 8000 bytes stored in place
                     (``STORAGE PLAIN``: one row fills one 8 KiB page, see ``ROW_BYTES``)
     auth            one row: the projects-and-keys record, replaced by compare-and-swap
@@ -34,7 +36,7 @@ from ...types import IndexInfo
 from ..chunks import CHUNK_SIZE
 
 #: The schema level this version of moss writes and reads.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DEFAULT_SCHEMA = "moss"
 #: Bytes per row of ``chunks``. A row this small fits a heap page whole, so PostgreSQL stores it
 #: as it is; bigger values would be TOASTed: cut into ~2 KB pieces, each one more tuple and one
@@ -82,6 +84,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             data bytea NOT NULL)""",
     ),
     ("ALTER TABLE {s}.indexes ADD COLUMN IF NOT EXISTS expires_at timestamptz",),
+    (
+        "ALTER TABLE {s}.versions ADD COLUMN IF NOT EXISTS kind text NOT NULL DEFAULT 'full'",
+        "ALTER TABLE {s}.versions ADD COLUMN IF NOT EXISTS author text",
+        "ALTER TABLE {s}.versions ADD COLUMN IF NOT EXISTS message text",
+        "ALTER TABLE {s}.versions ADD COLUMN IF NOT EXISTS model_artifact text",
+    ),
 )
 #: SQL condition: the index row ``i`` has not expired. The database's clock decides, so replicas
 #: with skewed clocks agree.
@@ -192,7 +200,21 @@ class Statements:
         self.copy_chunks = q("COPY {s}.chunks (blob_id, seq, data) FROM STDIN (FORMAT BINARY)")
         self.insert_version = q(
             "INSERT INTO {s}.versions (project, name, version, blob_id, model_id, dimension, "
-            "doc_count, size_bytes, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            "doc_count, size_bytes, created_at, kind, author, message, model_artifact) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        )
+        # Under the index row's lock: the kept versions (for retention) and the latest's model.
+        self.kept_kinds = q(
+            "SELECT version, kind FROM {s}.versions WHERE project = %s AND name = %s "
+            "ORDER BY version"
+        )
+        self.latest_model = q(
+            "SELECT model_id, model_artifact, dimension FROM {s}.versions "
+            "WHERE project = %s AND name = %s AND version = %s"
+        )
+        self.prune_listed = q(
+            "DELETE FROM {s}.versions WHERE project = %s AND name = %s AND version = ANY(%s) "
+            "RETURNING blob_id"
         )
         # expires_at = now + ttl, or NULL (never) when the ttl parameter is NULL.
         self.publish = q(
@@ -237,18 +259,20 @@ class Statements:
             f"WHERE i.project = %s AND i.name = %s AND v.version = %s AND {LIVE}"
         )
         self.read_chunks = q("SELECT data FROM {s}.chunks WHERE blob_id = %s ORDER BY seq")
+        self.chain_rows = q(
+            "SELECT v.version, v.kind, v.size_bytes, v.blob_id FROM {s}.indexes i "
+            "JOIN {s}.versions v ON v.project = i.project AND v.name = i.name "
+            f"WHERE i.project = %s AND i.name = %s AND {LIVE} ORDER BY v.version"
+        )
         columns = (
-            "v.name, v.version, v.model_id, v.dimension, v.doc_count, v.size_bytes, v.created_at"
+            "v.name, v.version, v.model_id, v.dimension, v.doc_count, v.size_bytes, "
+            "v.created_at, v.kind, v.author, v.message"
         )
-        self.head = q(
-            f"SELECT {columns} FROM {{s}}.indexes i JOIN {{s}}.versions v "
-            "ON v.project = i.project AND v.name = i.name AND v.version = i.latest "
-            f"WHERE i.project = %s AND i.name = %s AND {LIVE}"
-        )
+        # Every kept version of the project's live indexes, for the chain statistics.
         self.list = q(
             f"SELECT {columns} FROM {{s}}.indexes i JOIN {{s}}.versions v "
-            "ON v.project = i.project AND v.name = i.name AND v.version = i.latest "
-            f"WHERE i.project = %s AND {LIVE}"
+            "ON v.project = i.project AND v.name = i.name AND v.version <= i.latest "
+            f"WHERE i.project = %s AND {LIVE} ORDER BY v.name, v.version"
         )
         self.versions = q(
             f"SELECT {columns} FROM {{s}}.indexes i JOIN {{s}}.versions v "
@@ -268,8 +292,9 @@ class Statements:
 
 
 def info_from_row(row: tuple[Any, ...]) -> IndexInfo:
-    """An :class:`IndexInfo` from the columns of ``Statements.head`` / ``list`` / ``versions``."""
-    name, version, model_id, dimension, doc_count, size_bytes, created_at = row
+    """An :class:`IndexInfo` from the columns of ``Statements.list`` / ``versions``."""
+    name, version, model_id, dimension, doc_count, size_bytes, created_at, *described = row
+    kind, author, message = described
     return IndexInfo(
         name=name,
         version=int(version),
@@ -278,6 +303,9 @@ def info_from_row(row: tuple[Any, ...]) -> IndexInfo:
         doc_count=int(doc_count),
         size_bytes=int(size_bytes),
         created_at=float(created_at),
+        kind=kind,
+        author=author,
+        message=message,
     )
 
 

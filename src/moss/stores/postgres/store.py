@@ -43,6 +43,7 @@ from typing import cast
 
 from ...types import IndexInfo
 from ..base import AsyncDownload, Chunks, Download
+from ..chain import aframed, framed
 from ..chunks import AsyncChunks
 from .flows import PostgresFlows
 from .sql import SCHEMA_VERSION
@@ -84,9 +85,10 @@ class PostgresStore(PostgresFlows):
         *,
         expected_version: int | None = None,
         ttl: float | None = None,
+        append: bool = False,
     ) -> IndexInfo:
-        """Store a snapshot as the next version (see :class:`~moss.stores.base.Store`)."""
-        return self._sync(self._put, project, name, chunks, expected_version, ttl)
+        """Store a snapshot or delta as the next version (see :class:`~moss.stores.base.Store`)."""
+        return self._sync(self._put, project, name, chunks, expected_version, ttl, append)
 
     async def aput(
         self,
@@ -96,9 +98,10 @@ class PostgresStore(PostgresFlows):
         *,
         expected_version: int | None = None,
         ttl: float | None = None,
+        append: bool = False,
     ) -> IndexInfo:
         """Async twin of :meth:`put`; also accepts an async iterable of chunks."""
-        return await self._async(self._put, project, name, chunks, expected_version, ttl)
+        return await self._async(self._put, project, name, chunks, expected_version, ttl, append)
 
     def get(
         self,
@@ -122,6 +125,23 @@ class PostgresStore(PostgresFlows):
         """Async twin of :meth:`get`."""
         download = await self._async(self._get, project, name, version, if_none_match)
         return cast(AsyncDownload, download)
+
+    def get_chain(
+        self, project: str, name: str, *, after: int | None = None, version: int | None = None
+    ) -> Download:
+        """The chain stream that brings a reader to ``version`` (see :mod:`moss.stores.chain`),
+        planned and read in one read-only snapshot of the database."""
+        plan, download = self._sync(self._chain, project, name, after, version)
+        assert isinstance(download, Download)
+        return Download(plan.target, framed(plan, download.chunks), plan.not_modified)
+
+    async def aget_chain(
+        self, project: str, name: str, *, after: int | None = None, version: int | None = None
+    ) -> AsyncDownload:
+        """Async twin of :meth:`get_chain`."""
+        plan, download = await self._async(self._chain, project, name, after, version)
+        assert isinstance(download, AsyncDownload)
+        return AsyncDownload(plan.target, aframed(plan, download.chunks), plan.not_modified)
 
     def head(self, project: str, name: str) -> IndexInfo | None:
         """Describe the latest version, or None if the index does not exist."""

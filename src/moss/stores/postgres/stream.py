@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -60,13 +60,14 @@ class RowBuffer:
 
 
 class BlobChunks(Iterator[bytes]):
-    """The rows of one stored version, fetched one at a time; closing releases the connection."""
+    """The rows of stored versions (one, or several back to back for a chain), fetched a chunk
+    at a time, one cursor per version; closing releases the connection."""
 
     def __init__(
         self,
         conn: _Conn,
         query: sql.Composed,
-        blob_id: int,
+        blob_ids: Sequence[int],
         rows_per_fetch: int,
         location: str,
         release: Callable[[_Conn], None],
@@ -75,7 +76,7 @@ class BlobChunks(Iterator[bytes]):
         self._rows_per_fetch = rows_per_fetch
         self._cursor: psycopg.ServerCursor[Any] | None = None
         self._query = query
-        self._blob_id = blob_id
+        self._blob_ids = list(blob_ids)
         self._location = location
         self._release = release
 
@@ -87,10 +88,18 @@ class BlobChunks(Iterator[bytes]):
             raise StopIteration
         try:
             with translate_errors(self._location):
-                if self._cursor is None:
-                    self._cursor = self._conn.cursor(name=_CURSOR_NAME, binary=True)
-                    self._cursor.execute(self._query, (self._blob_id,))
-                rows = self._cursor.fetchmany(self._rows_per_fetch)
+                while True:
+                    if self._cursor is None:
+                        if not self._blob_ids:
+                            rows = []
+                            break
+                        self._cursor = self._conn.cursor(name=_CURSOR_NAME, binary=True)
+                        self._cursor.execute(self._query, (self._blob_ids.pop(0),))
+                    rows = self._cursor.fetchmany(self._rows_per_fetch)
+                    if rows:
+                        break
+                    cursor, self._cursor = self._cursor, None
+                    cursor.close()  # this version is read: on to the next one
         except BaseException:
             self.close()
             raise
@@ -128,7 +137,7 @@ class AsyncBlobChunks(AsyncIterator[bytes]):
         self,
         conn: _AConn,
         query: sql.Composed,
-        blob_id: int,
+        blob_ids: Sequence[int],
         rows_per_fetch: int,
         location: str,
         release: Callable[[_AConn], Awaitable[None]],
@@ -137,7 +146,7 @@ class AsyncBlobChunks(AsyncIterator[bytes]):
         self._rows_per_fetch = rows_per_fetch
         self._cursor: psycopg.AsyncServerCursor[Any] | None = None
         self._query = query
-        self._blob_id = blob_id
+        self._blob_ids = list(blob_ids)
         self._location = location
         self._release = release
         self._ahead: asyncio.Task[bytes | None] | None = None
@@ -147,11 +156,17 @@ class AsyncBlobChunks(AsyncIterator[bytes]):
 
     async def _fetch(self, conn: _AConn) -> bytes | None:
         with translate_errors(self._location):
-            if self._cursor is None:
-                self._cursor = conn.cursor(name=_CURSOR_NAME, binary=True)
-                await self._cursor.execute(self._query, (self._blob_id,))
-            rows = await self._cursor.fetchmany(self._rows_per_fetch)
-        return b"".join(row[0] for row in rows) if rows else None
+            while True:
+                if self._cursor is None:
+                    if not self._blob_ids:
+                        return None
+                    self._cursor = conn.cursor(name=_CURSOR_NAME, binary=True)
+                    await self._cursor.execute(self._query, (self._blob_ids.pop(0),))
+                rows = await self._cursor.fetchmany(self._rows_per_fetch)
+                if rows:
+                    return b"".join(row[0] for row in rows)
+                cursor, self._cursor = self._cursor, None
+                await cursor.close()  # this version is read: on to the next one
 
     async def __anext__(self) -> bytes:
         conn = self._conn
