@@ -193,7 +193,6 @@ class FileStore:
                 directory,
                 name,
                 header,
-                handle,
                 temp_path,
                 expected_version=expected_version,
                 append=append,

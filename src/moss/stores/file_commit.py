@@ -9,13 +9,13 @@ no retries.
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
-from typing import BinaryIO
 
 from ..errors import ConflictError, IndexNotFoundError, SnapshotError
 from ..snapshot.codec import SnapshotHeader, read_header
 from . import file_layout as layout
-from .atomic import commit_file
+from .atomic import fsync_dir
 from .chain import Entry, check_model, pruned
 
 
@@ -23,7 +23,6 @@ def publish(
     directory: Path,
     name: str,
     header: SnapshotHeader,
-    handle: BinaryIO,
     temp_path: Path,
     *,
     expected_version: int | None,
@@ -31,7 +30,8 @@ def publish(
     ttl: float | None,
     keep: int,
 ) -> int:
-    """Rename the fully written upload into place as the next version; return its number."""
+    """Rename the upload (complete, flushed and fsync'ed) into place as the next version;
+    return its number."""
     purge_if_expired(directory)  # an expired index counts as absent
     kept = layout.kept_kinds(directory)
     current = kept[-1][0] if kept else 0
@@ -53,8 +53,12 @@ def publish(
     version = max(current, layout.read_counter(directory)) + 1
     # Before the version appears: whoever sees the new version also sees its expiry.
     layout.set_expiry(directory, ttl)
-    commit_file(handle, temp_path, directory / layout.version_file(version, header.kind))
-    layout.write_counter(directory, version)
+    # No counter write: the newest version file is never pruned, so the listing holds the
+    # highest number until a delete or expiry removes them all, which writes the counter first
+    # (two fsyncs fewer per put).
+    # The upload was flushed and fsync'ed before the lock was taken: rename it, flush the entry.
+    os.rename(temp_path, directory / layout.version_file(version, header.kind))
+    fsync_dir(directory)
     sizes = [Entry(number, kind, 0) for number, kind in kept]
     prune(directory, [*sizes, Entry(version, header.kind, 0)], keep)
     return version

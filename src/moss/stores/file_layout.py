@@ -6,7 +6,8 @@ Layout (names are base32-encoded, never used raw, so case-insensitive file syste
     <root>/projects/<project>/<index>/
         v000000000007.snap    one immutable file per kept version: a full snapshot,
         v000000000008.delta   or a delta on top of the version before it
-        counter               the highest version ever assigned (survives deletes)
+        counter               the highest version assigned before the last delete or expiry
+                              (versions are never reused: the next is above it and every file)
         lock                  flock'ed by writers: puts, prunes and deletes are serialised
         expires               unix time after which the index counts as deleted (put with ttl)
         .tmp-<uuid>           uploads in progress (flock'ed by their writer)
