@@ -286,3 +286,19 @@ def roundtrip(engine: Engine) -> SnapshotData:
     data = decode_snapshot([encode(engine)])
     assert isinstance(data, SnapshotData)
     return data
+
+
+def test_set_index_builds_keeps_or_drops_the_graph(corpus: Any) -> None:
+    _, flat = engines(corpus)
+    assert flat._store.graph is None and flat.export_all().graph is None
+    flat.set_index("hnsw", {"ef_search": 32})
+    built = flat._store.graph
+    assert built is not None and flat.index_kind == "hnsw"
+    flat.set_index("hnsw", {"ef_search": 128})  # a search parameter: the same graph
+    assert flat._store.graph is built and built.params.ef_search == 128
+    flat.set_index("hnsw", {"ef_search": 128, "m": 8})  # a build parameter: a new graph
+    assert flat._store.graph is not built and flat.hnsw == HnswParams(m=8, ef_search=128)
+    export = flat.export_all()
+    assert export.index == "hnsw" and export.hnsw == flat.hnsw and export.graph is not None
+    flat.set_index("flat")
+    assert flat._store.graph is None and flat.hnsw is None and flat.export_all().index == "flat"

@@ -15,7 +15,7 @@ holds the ~10 MB section instead of ~40 MB of Python strings and dicts.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -134,9 +134,10 @@ def parse_documents(
 
 
 def parse_indexed_documents(
-    raw: bytes, index: bytes, count: int
+    raw: bytes | memoryview, index: bytes, count: int
 ) -> tuple[list[str], LazyColumn[str], LazyColumn[Metadata]]:
-    """Decode only the ids; texts and metadata stay lazy views of ``raw``.
+    """Decode only the ids; texts and metadata stay lazy views of ``raw`` (a memoryview of a
+    mapped file stays one: the documents are then shared by the processes that map it).
 
     Every range of the index is checked against the section's bytes before use: each value is
     followed by its separator, and the lists open and close where the index says. A value that
@@ -170,7 +171,9 @@ def parse_indexed_documents(
     if not isinstance(ids, list) or len(ids) != count:
         raise SnapshotError(f"snapshot documents 'ids' must be a list of {count} entries")
     check_ids(ids)
-    return ids, LazyColumn(raw, text_bounds, _text), LazyColumn(raw, metadata_bounds, _metadata)
+    # LazyColumn only slices ``raw`` and hands the slices to orjson: a memoryview serves as bytes.
+    view = cast(bytes, raw)
+    return ids, LazyColumn(view, text_bounds, _text), LazyColumn(view, metadata_bounds, _metadata)
 
 
 def _check_bounds(data: npt.NDArray[np.uint8], bounds: npt.NDArray[np.int64]) -> None:

@@ -106,13 +106,14 @@ def _full(
         return np.frombuffer(mapped, dtype=dtype, count=length, offset=sections[name].offset)
 
     vectors = array("vectors", "<f4", count * dimension).reshape(count, dimension)
-    raw = bytes(part("documents"))
     texts: list[str] | LazyColumn[str]
     metadata: list[Metadata] | LazyColumn[Metadata]
     if INDEX_SECTION in sections and count:
-        ids, texts, metadata = parse_indexed_documents(raw, bytes(part(INDEX_SECTION)), count)
+        # Texts and metadata stay in the mapped pages, decoded as they are read.
+        offsets = bytes(part(INDEX_SECTION))
+        ids, texts, metadata = parse_indexed_documents(part("documents"), offsets, count)
     else:
-        ids, texts, metadata = parse_documents(raw, count)
+        ids, texts, metadata = parse_documents(bytes(part("documents")), count)
     int8 = None
     if keep_int8 and "vectors_int8" in sections:
         scales = np.frombuffer(bytes(part("vectors_int8_scales")), dtype="<f4").astype(np.float32)
