@@ -15,7 +15,11 @@ end. The index starts from ``--size`` documents with random ``--dim`` vectors
 The conversation runs twice in one run: with deltas (what pushes do now), and with every push a
 full snapshot (``refresh_policy.COMPACT_CHAIN_LENGTH = 0``: what every push did before issue 18).
 For each: total push time, total refresh time, bytes written by the pushes (the stored size of
-each version) and bytes read by the refreshes, and the ratios full / delta.
+each version) and bytes read by the refreshes, and the ratios full / delta. With deltas, a push
+still writes a full snapshot once the chain reaches ``refresh_policy.COMPACT_CHAIN_LENGTH`` (64)
+deltas; that compaction is counted in the totals (``full_snapshots_pushed``), and the reader's
+next refresh downloads that snapshot. A one-document push on the file store is mostly fsyncs,
+so its time follows the disk's load.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ class Counting:
         self._store = store
         self.written = 0
         self.read = 0
+        self.kinds: list[str] = []  # of each version put, in order
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
@@ -60,6 +65,7 @@ class Counting:
     def put(self, project: str, name: str, chunks: Chunks, **kwargs: Any) -> IndexInfo:
         info = self._store.put(project, name, chunks, **kwargs)
         self.written += info.size_bytes
+        self.kinds.append(info.kind)
         return info
 
     def get_chain(self, *args: Any, **kwargs: Any) -> Download:
@@ -169,6 +175,7 @@ def converse(url: str, index: str, temp: Path, turns: int, size: int, dim: int) 
     open_s = time.perf_counter() - started
     for agent in agents:  # opening read the whole index: count the conversation only
         agent.store.read = agent.store.written = 0
+        agent.store.kinds.clear()
     graph = build_graph(agents, turns)
     started = time.perf_counter()
     final = graph.invoke(
@@ -179,6 +186,9 @@ def converse(url: str, index: str, temp: Path, turns: int, size: int, dim: int) 
     assert final["turn"] == turns
     pushes = [ms for a in agents for ms in a.handler.push_ms]
     refreshes = [ms for a in agents for ms in a.refresh_ms]
+    # Each push put one version: split the pushes that compacted (a full snapshot) from deltas.
+    kinds = [kind for a in agents for kind in a.store.kinds]
+    deltas = [ms for ms, kind in zip(pushes, kinds, strict=True) if kind != "full"]
     assert len(pushes) == turns, f"{len(pushes)} pushes for {turns} turns"
     checker = MossClient(store=url, cache_dir=temp / "check").sync
     versions = checker.versions(index)
@@ -191,10 +201,15 @@ def converse(url: str, index: str, temp: Path, turns: int, size: int, dim: int) 
         "pushes": len(pushes),
         "push_total_s": sum(pushes) / 1000,
         "push_median_ms": statistics.median(pushes),
+        "push_max_ms": max(pushes),
+        "full_snapshots_pushed": kinds.count("full"),
+        "delta_pushes": len(deltas),
+        "delta_push_total_s": sum(deltas) / 1000,
         "push_bytes": sum(a.store.written for a in agents),
         "refreshes": len(refreshes),
         "refresh_total_s": sum(refreshes) / 1000,
         "refresh_median_ms": statistics.median(refreshes),
+        "refresh_max_ms": max(refreshes),
         "refresh_bytes": sum(a.store.read for a in agents),
         "kinds": sorted({v.kind for v in versions}),
         "last_version": {"author": last.author, "message": last.message, "kind": last.kind},
@@ -257,7 +272,8 @@ def print_table(report: dict[str, Any]) -> None:
     for mode, r in report["results"].items():
         print(
             f"  {mode:8} {r['push_total_s']:>9.2f} s {r['refresh_total_s']:>12.2f} s "
-            f"{r['push_bytes']:>15,} {r['refresh_bytes']:>15,}"
+            f"{r['push_bytes']:>15,} {r['refresh_bytes']:>15,}  "
+            f"({r['full_snapshots_pushed']} full snapshots pushed)"
         )
     ratios = report["ratios"]
     print(
