@@ -21,7 +21,7 @@ from functools import partial
 from typing import Any, Protocol
 
 from ..errors import IndexNotFoundError, InvalidArgumentError, ModelMismatchError, SnapshotError
-from ..flow import Flow, Io
+from ..flow import Flow, Io, Step
 from ..snapshot.chain import encode_frame_prefix
 from ..snapshot.header import SnapshotHeader
 from ..types import IndexInfo
@@ -213,9 +213,15 @@ Opened = list[Any]  # Download or AsyncDownload, as the flow was run
 
 
 def chain_flow(
-    store: _Lister, project: str, name: str, after: int | None, version: int | None
+    store: _Lister,
+    project: str,
+    name: str,
+    after: int | None,
+    version: int | None,
+    listing: Step[list[Entry]] | None = None,
 ) -> Flow[tuple[ChainPlan, Opened]]:
-    """Plan a chain from ``store.versions()`` and open each frame with ``store.get(version=v)``.
+    """Plan a chain from ``store.versions()`` (or from ``listing``, a store's cheaper step
+    listing the same entries) and open each frame with ``store.get(version=v)``.
 
     Every frame is opened before the first byte is sent, so a version pruned meanwhile is
     noticed while the plan can still change: then it lists and plans once more.
@@ -225,10 +231,14 @@ def chain_flow(
     if version is not None:
         check_version(version)
     for attempt in range(2):
-        infos = yield Io(
-            partial(store.versions, project, name), partial(store.aversions, project, name)
-        )
-        plan = plan_chain(project, name, entries_of(infos), after=after, version=version)
+        if listing is None:
+            infos = yield Io(
+                partial(store.versions, project, name), partial(store.aversions, project, name)
+            )
+            entries = entries_of(infos)
+        else:
+            entries = yield listing
+        plan = plan_chain(project, name, entries, after=after, version=version)
         opened: Opened = []
         try:
             for entry in plan.frames:
@@ -240,14 +250,14 @@ def chain_flow(
                         )
                     )
                 )
-        except IndexNotFoundError:
-            yield Io(partial(_close_all, opened), partial(_aclose_all, opened))
-            if attempt:
-                raise
-            continue
-        except BaseException:
+        except GeneratorExit:
             _close_all(opened)  # closed in place: a flow being closed must not yield
             raise
+        except BaseException as exc:
+            yield Io(partial(_close_all, opened), partial(_aclose_all, opened))
+            if attempt or not isinstance(exc, IndexNotFoundError):
+                raise
+            continue
         return plan, opened
     raise AssertionError("unreachable")  # pragma: no cover
 

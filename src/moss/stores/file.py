@@ -16,7 +16,7 @@ import os
 import time
 from functools import partial
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from ..errors import IndexNotFoundError, InvalidArgumentError
 from ..flow import Flow, Offload, run_async, run_sync
@@ -36,6 +36,8 @@ from .base import (
     check_version,
 )
 from .chain import (
+    ChainPlan,
+    Entry,
     achain_chunks,
     chain_chunks,
     chain_flow,
@@ -96,8 +98,8 @@ class FileStore:
         self._swept_at = time.monotonic()
         removed = 0
         projects = self.root / "projects"
-        for project in _entries(projects):
-            for index in _entries(projects / project):
+        for project in layout.listing(projects):
+            for index in layout.listing(projects / project):
                 removed += sweep_temp_files(projects / project / index, self.orphan_age)
         return removed
 
@@ -167,7 +169,7 @@ class FileStore:
         except BaseException:
             # A failed first put leaves no empty index (or project) directory behind. Called
             # in place (two rmdirs at most): a flow being closed must not yield.
-            _remove_if_empty(directory)
+            layout.remove_if_empty(directory)
             raise
         self._notifier.landed(project, name, info.version)
         return info
@@ -284,15 +286,26 @@ class FileStore:
         self, project: str, name: str, *, after: int | None = None, version: int | None = None
     ) -> Download:
         """The chain stream that brings a reader to ``version`` (see :mod:`moss.stores.chain`)."""
-        plan, opened = run_sync(chain_flow(self, project, name, after, version))
+        plan, opened = run_sync(self._chain(project, name, after, version))
         return Download(plan.target, chain_chunks(plan, opened), plan.not_modified)
 
     async def aget_chain(
         self, project: str, name: str, *, after: int | None = None, version: int | None = None
     ) -> AsyncDownload:
         """Async twin of :meth:`get_chain`."""
-        plan, opened = await run_async(chain_flow(self, project, name, after, version))
+        plan, opened = await run_async(self._chain(project, name, after, version))
         return AsyncDownload(plan.target, achain_chunks(plan, opened), plan.not_modified)
+
+    def _chain(
+        self, project: str, name: str, after: int | None, version: int | None
+    ) -> Flow[tuple[ChainPlan, list[Any]]]:
+        # Planned from the listing and file sizes: no header is read until a frame is sent.
+        listing = Offload(partial(self._kept_entries, self._index_dir(project, name)))
+        return chain_flow(self, project, name, after, version, listing)
+
+    def _kept_entries(self, directory: Path) -> builtins.list[Entry]:
+        self._purge_if_expired(directory)
+        return layout.kept_entries(directory)
 
     def latest_version(self, project: str, name: str) -> int:
         """The latest kept version, 0 if none (one directory listing, no file opened)."""
@@ -361,7 +374,7 @@ class FileStore:
     def list(self, project: str) -> builtins.list[IndexInfo]:
         """Describe the latest version of every index of the project, sorted by name."""
         infos = []
-        for entry in _entries(self._project_dir(project)):
+        for entry in layout.listing(self._project_dir(project)):
             name = layout.decode_name(entry)
             if name is None:
                 continue
@@ -379,19 +392,3 @@ class FileStore:
 
     async def aclose(self) -> None:
         """Nothing to release: files are opened per call."""
-
-
-def _entries(directory: Path) -> builtins.list[str]:
-    try:
-        return os.listdir(directory)
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-
-
-def _remove_if_empty(directory: Path) -> None:
-    """Remove an index directory a failed put made, and its project's if that is empty too."""
-    for path in (directory, directory.parent):
-        try:
-            path.rmdir()
-        except OSError:
-            return  # not empty: another writer, or versions, live there

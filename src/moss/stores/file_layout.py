@@ -29,7 +29,7 @@ from ..errors import SnapshotError
 from ..snapshot.codec import SnapshotHeader, read_header
 from ..types import IndexInfo
 from .atomic import write_file_atomic
-from .chain import doc_count
+from .chain import Entry, doc_count
 from .chunks import CHUNK_SIZE
 
 
@@ -73,6 +73,16 @@ def kept_kinds(directory: Path) -> list[tuple[int, str]]:
     except FileNotFoundError:
         return []
     return sorted(parsed for e in entries if (parsed := _parse_version_file(e)) is not None)
+
+
+def kept_entries(directory: Path) -> list[Entry]:
+    """The number, kind and size of every version stored in an index directory, ascending."""
+    entries = []
+    for version, kind in kept_kinds(directory):
+        with contextlib.suppress(FileNotFoundError):  # pruned meanwhile
+            size = (directory / version_file(version, kind)).stat().st_size
+            entries.append(Entry(version, kind, size))
+    return entries
 
 
 def kept_versions(directory: Path) -> list[int]:
@@ -187,3 +197,20 @@ def with_stats(directory: Path, described: IndexInfo) -> IndexInfo:
     return dataclasses.replace(
         described, chain_length=length, chain_bytes=chain_bytes, base_bytes=base_bytes
     )
+
+
+def listing(directory: Path) -> list[str]:
+    """The entries of a directory (none if it is absent)."""
+    try:
+        return os.listdir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def remove_if_empty(directory: Path) -> None:
+    """Remove an index directory a failed put made, and its project's if that is empty too."""
+    for path in (directory, directory.parent):
+        try:
+            path.rmdir()
+        except OSError:
+            return  # not empty: another writer, or versions, live there
