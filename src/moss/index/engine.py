@@ -18,11 +18,9 @@ benchmarks/peers (384-d, 2 cores): 2.2 ms against 3.6 ms in float32 at 100k, 31 
 at 1M, recall@10 1.00 on random vectors and on MiniLM embeddings of WordNet glosses. It costs a
 quarter more memory.
 
-Index kind ``"hnsw"`` (:mod:`moss.index.hnsw`) adds a FAISS HNSW graph once the index holds
-:data:`~moss.index.hnsw.GRAPH_MIN_ROWS` rows: it proposes candidates that are re-ranked by exact
-float32 scores (:func:`~moss.index.ranking.rank_graph`), so scores stay exact cosines and recall
-depends on efSearch (settable per query). Filters that keep few rows are ranked exactly instead,
-so a selective filter still returns the true top k.
+Index kind ``"hnsw"`` (:mod:`moss.index.hnsw`) adds a FAISS HNSW graph from 10k rows on, whose
+candidates are re-ranked by exact float32 scores, so scores stay exact; selective filters are
+ranked exactly instead (:mod:`moss.index.search_plan`), so they still return the true top k.
 
 Thread safety: one re-entrant lock guards every read and write of the shared state, so a reader
 never sees a half-applied upsert or delete.
@@ -74,10 +72,10 @@ class EngineExport:
     metadata: list[dict[str, Any] | None]
     #: The int8 codes (a copy) when the engine's precision is ``"int8"``.
     int8: Int8Codes | None
-    #: ``"flat"`` or ``"hnsw"``, and the hnsw parameters (None for flat).
+    #: ``"flat"`` or ``"hnsw"``, its parameters (None for flat), and the graph if it has one:
+    #: FAISS's serialisation (read-only) and the row of each slot.
     index: str = "flat"
     hnsw: HnswParams | None = None
-    #: An hnsw engine's graph: FAISS's serialisation (read-only) and the row of each slot.
     graph: tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]] | None = None
 
 
@@ -206,8 +204,7 @@ class Engine:
         return self._hnsw
 
     def set_index(self, index: str, hnsw: HnswParams | Mapping[str, Any] | None = None) -> None:
-        """Switch the index kind (building or dropping the graph) or the hnsw parameters; the
-        graph is rebuilt only if a build parameter changed."""
+        """Switch the index kind or its parameters (a new graph only for new build ones)."""
         params = hnsw_params(index, hnsw)
         with self._lock:
             maintain_graph(self._store, params, self._hnsw)
