@@ -111,5 +111,5 @@ async def test_open_a_version_or_with_auto_refresh(store_dir: Path) -> None:
         for store in (follower, old, writer):
             store.close()
         await old_async.aclose()
-    with pytest.raises(InvalidArgumentError, match="version= and auto_refresh="):
+    with pytest.raises(InvalidArgumentError, match="version=, auto_refresh= and must_exist="):
         MossVectorStore(session=writer.session, version=1)
