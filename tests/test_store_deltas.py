@@ -23,7 +23,7 @@ from moss.errors import (
     ModelMismatchError,
 )
 from moss.snapshot import ChainReader, DeltaData, SnapshotData, encode_delta
-from moss.stores import Store
+from moss.stores import FileStore, Store
 from snapshots import snapshot_bytes
 
 P = "proj"
@@ -37,6 +37,7 @@ def delta_bytes(
     *,
     dimension: int = 8,
     model_id: str = "custom",
+    artifact: str = "",
     author: str | None = None,
     message: str | None = None,
 ) -> bytes:
@@ -45,7 +46,7 @@ def delta_bytes(
     _, chunks = encode_delta(
         index_name=name,
         model_id=model_id,
-        model_artifact="",
+        model_artifact=artifact,
         dimension=dimension,
         ids=ids,
         texts=[f"text of {i}" for i in ids],
@@ -106,9 +107,9 @@ def test_delta_compare_and_swap_wins_once(store: Store) -> None:
 
 def test_a_delta_needs_a_base_and_append_takes_deltas_only(store: Store) -> None:
     store.put(P, "b", [snapshot_bytes("b")])
-    for bad in ({}, {"expected_version": 0}):
+    for expected in (None, 0):
         with pytest.raises(InvalidArgumentError, match="needs a base"):
-            store.put(P, "b", [delta_bytes("b", ["x"])], **bad)
+            store.put(P, "b", [delta_bytes("b", ["x"])], expected_version=expected)
     with pytest.raises(InvalidArgumentError, match="full snapshot"):
         store.put(P, "b", [snapshot_bytes("b")], append=True)
     with pytest.raises(InvalidArgumentError, match="expected_version"):
@@ -139,7 +140,11 @@ def test_append_to_a_missing_or_deleted_index_is_not_found(store: Store) -> None
 
 def test_a_delta_of_another_model_or_dimension_is_refused(store: Store) -> None:
     store.put(P, "m", [snapshot_bytes("m")])
-    for blob in (delta_bytes("m", ["a"], model_id="other"), delta_bytes("m", ["a"], dimension=4)):
+    for blob in (
+        delta_bytes("m", ["a"], model_id="other"),
+        delta_bytes("m", ["a"], dimension=4),
+        delta_bytes("m", ["a"], artifact="sha256:another-file"),
+    ):
         with pytest.raises(ModelMismatchError):
             store.put(P, "m", [blob], append=True)
         with pytest.raises(ModelMismatchError):
@@ -240,6 +245,26 @@ def test_async_chain_and_append(store: Store) -> None:
     assert [(v, type(d).__name__) for v, d in reader.finish()] == [(2, "DeltaData")]
 
 
+def test_a_frame_pruned_between_planning_and_reading_is_planned_again(tmp_path: Path) -> None:
+    class PruningStore(FileStore):
+        """Prunes the first version a chain opens, just before opening it."""
+
+        pruned = False
+
+        def get(self, project: str, name: str, version: int | None = None, **kw: Any) -> Any:
+            if not self.pruned:
+                self.pruned = True
+                for seed in range(self.keep_versions):
+                    self.put(project, name, [snapshot_bytes(name, seed=seed)])
+            return super().get(project, name, version, **kw)
+
+    store = PruningStore(tmp_path / "store", keep_versions=2)
+    store.put(P, "g", [snapshot_bytes("g")])
+    store.put(P, "g", [delta_bytes("g", ["a"])], append=True)
+    target, frames, _ = read_chain(store, "g")  # planned 1..2; both gone when opened
+    assert store.pruned and (target, frames) == (4, [(4, "full")])
+
+
 # -- other processes ---------------------------------------------------------------------------
 
 _WORKER = """
@@ -278,7 +303,7 @@ print("done", flush=True)
 def _key() -> str:
     from service import CONTRACT_KEY
 
-    return CONTRACT_KEY
+    return str(CONTRACT_KEY)
 
 
 def _spawn(code: str) -> subprocess.Popen[str]:

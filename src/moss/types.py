@@ -101,7 +101,12 @@ class AddResult:
 
 @dataclass(frozen=True)
 class IndexInfo:
-    """A stored version of an index, as ``list_indexes`` and ``inspect`` report it."""
+    """A stored version of an index, as ``list_indexes`` and ``inspect`` report it.
+
+    For a delta version, ``doc_count`` is the count its header records: the pusher's count
+    after the change when the header carries one (``total_count``), else the number of
+    documents the delta upserts; ``size_bytes`` is the delta's own size.
+    """
 
     name: str
     version: int
