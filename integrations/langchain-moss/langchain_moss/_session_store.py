@@ -196,6 +196,16 @@ class SessionStore:
         result = yield self._call("query", text, search.options(vector))
         return convert(result, search.score_threshold)
 
+    def _search_many(
+        self,
+        texts: list[str],
+        search: Search,
+        convert: Callable[[SearchResult, float | None], T],
+    ) -> Flow[list[T]]:
+        """:meth:`_search` for several texts: embedded in one batch, scored in one product."""
+        results = yield self._call("query_many", texts, search.options())
+        return [convert(result, search.score_threshold) for result in results]
+
     def _mmr(
         self, text: str | None, embedding: list[float] | None, search: Search
     ) -> Flow[list[Document]]:

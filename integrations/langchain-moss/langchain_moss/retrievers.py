@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from langchain_core.callbacks import (
@@ -10,13 +13,14 @@ from langchain_core.callbacks import (
 )
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
+from langchain_core.runnables import RunnableConfig
 from pydantic import Field
 
 from moss import InvalidArgumentError
-from moss.flow import run_sync
+from moss.flow import run_async, run_sync
 
 from ._open import open_request
-from ._search import reject_extra
+from ._search import reject_extra, relevance_pairs, similarity
 from .vectorstores import Filter, MossVectorStore
 
 #: The arguments that name an index to open when no ``vectorstore`` is given.
@@ -25,6 +29,11 @@ _OPEN_ARGS = (
 )  # fmt: skip
 #: What a call may change for itself: the fields of the same names.
 _CALL_ARGS = ("k", "filter", "score_threshold", "alpha")
+#: Results of a batch's queries computed together (query text -> documents), read by the
+#: per-input invocations that ``batch`` / ``abatch`` still run for callbacks and tracing.
+_PREFETCHED: ContextVar[dict[str, list[Document]] | None] = ContextVar(
+    "moss_retriever_prefetched", default=None
+)
 
 
 class MossRetriever(BaseRetriever):
@@ -103,9 +112,62 @@ class MossRetriever(BaseRetriever):
             )
         super().__init__(**data)
 
+    def batch(
+        self,
+        inputs: list[str],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[Any]:
+        """Retrieve for several queries: embedded in one batch and scored with one product
+        (``session.query_many``); callbacks and tracing run per query as with ``invoke``."""
+        prefetched = self._prefetch(inputs, kwargs)
+        if prefetched is None:
+            return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)
+        flow = self.vectorstore._search_many(*prefetched)
+        with _prefetched(dict(zip(prefetched[0], run_sync(flow), strict=True))):
+            return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)
+
+    async def abatch(
+        self,
+        inputs: list[str],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[Any]:
+        """Async twin of :meth:`batch`."""
+        prefetched = self._prefetch(inputs, kwargs)
+        if prefetched is None:
+            return await super().abatch(
+                inputs, config, return_exceptions=return_exceptions, **kwargs
+            )
+        found = await run_async(self.vectorstore._search_many(*prefetched))
+        with _prefetched(dict(zip(prefetched[0], found, strict=True))):
+            return await super().abatch(
+                inputs, config, return_exceptions=return_exceptions, **kwargs
+            )
+
+    def _prefetch(self, inputs: list[str], kwargs: dict[str, Any]) -> tuple[Any, ...] | None:
+        """The arguments of one batched search for ``inputs``, or None when they cannot share
+        one (not all non-empty strings, or arguments the per-query path must report)."""
+        if len(inputs) < 2 or not all(isinstance(text, str) and text.strip() for text in inputs):
+            return None
+        try:
+            args = self._search_args(dict(kwargs))
+            search = similarity("batch", args.pop("k"), args.pop("filter"), args)
+        except InvalidArgumentError:
+            return None  # each invocation raises it, as invoke would
+        texts = list(dict.fromkeys(inputs))
+        return texts, search, relevance_pairs
+
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
+        found = _PREFETCHED.get()
+        if found is not None and query in found:
+            return list(found[query])
         pairs = self.vectorstore.similarity_search_with_relevance_scores(
             query, **self._search_args(kwargs)
         )
@@ -114,6 +176,9 @@ class MossRetriever(BaseRetriever):
     async def _aget_relevant_documents(
         self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
+        found = _PREFETCHED.get()
+        if found is not None and query in found:
+            return list(found[query])
         pairs = await self.vectorstore.asimilarity_search_with_relevance_scores(
             query, **self._search_args(kwargs)
         )
@@ -129,3 +194,12 @@ class MossRetriever(BaseRetriever):
         args = {name: getattr(self, name) for name in _CALL_ARGS}
         args.update({name: value for name, value in kwargs.items() if value is not None})
         return args
+
+
+@contextmanager
+def _prefetched(found: dict[str, list[tuple[Document, float]]]) -> Iterator[None]:
+    token = _PREFETCHED.set({text: [doc for doc, _ in pairs] for text, pairs in found.items()})
+    try:
+        yield
+    finally:
+        _PREFETCHED.reset(token)
