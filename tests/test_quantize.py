@@ -12,8 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from moss.errors import InvalidArgumentError
-from moss.index import engine as engine_module
-from moss.index import ranking
+from moss.index import ranking, search_plan
 from moss.index.engine import Engine
 from moss.index.int8_kernel import scanner
 from moss.index.quantize import BLOCK, Int8Codes, Int8Index, quantize_rows
@@ -46,7 +45,7 @@ def assert_in_step(engine: Engine) -> None:
 def int8_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make int8 engines scan in int8 at any size (normally small ones search exactly), whatever
     the kernel timing on this machine says."""
-    monkeypatch.setattr(engine_module, "_INT8_MIN_ROWS", 0)
+    monkeypatch.setattr(search_plan, "_INT8_MIN_ROWS", 0)
     monkeypatch.setattr(ranking, "_verdicts", {})
     monkeypatch.setattr(ranking, "faster_kernel", lambda int8, exact: True)
 
@@ -290,7 +289,7 @@ def test_faster_kernel_is_decided_by_timing() -> None:
 def test_int8_engine_falls_back_to_exact_float32_when_int8_loses(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(engine_module, "_INT8_MIN_ROWS", 0)
+    monkeypatch.setattr(search_plan, "_INT8_MIN_ROWS", 0)
     monkeypatch.setattr(ranking, "_verdicts", {})
     decisions: list[int] = []
 
