@@ -145,7 +145,7 @@ class Session(_Face):
 
     async def delete_docs(self, ids: Iterable[str]) -> int:
         """Delete documents by id; return how many existed. Unknown ids are ignored."""
-        return self._core.delete(ids)
+        return await run_async(self._core.delete(ids))
 
     async def get_docs(
         self,
@@ -286,7 +286,7 @@ class SyncSession(_Face):
 
     def delete_docs(self, ids: Iterable[str]) -> int:
         """Blocking :meth:`Session.delete_docs`."""
-        return self._core.delete(ids)
+        return run_sync(self._core.delete(ids))
 
     def get_docs(
         self,

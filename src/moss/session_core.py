@@ -66,11 +66,14 @@ class SessionCore(Querying):
         added, updated = (yield Offload(write)) if self.large(count) else write()
         return AddResult(added=added, updated=updated)
 
-    def delete(self, ids: Iterable[str]) -> int:
+    def delete(self, ids: Iterable[str]) -> Flow[int]:
         self.check_open()
         if isinstance(ids, str):
             raise InvalidArgumentError("pass a list of document ids, not a single string")
-        return self.index.delete([validate_doc_id(doc_id) for doc_id in ids])
+        # A delete in a large index may copy its matrix (while a push holds a view of it).
+        delete = partial(self.index.delete, [validate_doc_id(doc_id) for doc_id in ids])
+        deleted: int = (yield Offload(delete)) if self.large() else delete()
+        return deleted
 
     def get(
         self,

@@ -1,0 +1,344 @@
+"""Ingest and batch-query throughput of a session against hand-written floors (issue 17).
+
+Ratios from one run (on shared cores compare ratios, not absolute numbers):
+
+- ``add_docs`` with the default model (``moss-minilm``) on SciFact abstracts (title + text) and
+  on 230-character texts, docs/s, against a floor: the same model file run by ``tokenizers`` +
+  ``onnxruntime`` (all cores), length-sorted batches of 32, mean pooling.
+- Re-adding the 230-character texts with new metadata only: embedding calls (a counting
+  wrapper of the model) and time against the first add's.
+- 32 queries at 100k x 384 through ``session.query_many`` (vectors given), against the numpy
+  floor: one ``queries @ matrix.T`` product; one-by-one ``session.query`` beside it.
+- ``session.add_arrays`` of 1M x 384 in one call, docs/s and peak RSS in a fresh process,
+  against the floor (a copy of the matrix, an id -> row dict and the two lists).
+
+Run: ``.venv/bin/python benchmarks/bench_ingest.py [--abstracts 150] [--short 2000]
+[--json benchmarks/results/ingest.json]``. SciFact is read from ``--corpus`` (default
+``../shared/data/scifact/corpus.jsonl`` next to the checkout); the data is never copied here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.resources
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from moss import DocumentInfo, EmbedderModel, FileStore, MossClient, QueryOptions
+from moss.embeddings import MiniLMModel
+from moss.embeddings.minilm import MAX_TOKENS, MODEL_PACKAGE
+
+DIM = 384
+TOP_K = 10
+DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared/data/scifact/corpus.jsonl"
+
+Matrix = npt.NDArray[np.float32]
+
+
+def p50(fn: Callable[[], Any], repeat: int) -> float:
+    """Median milliseconds of ``repeat`` runs after one warm-up."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def interleaved(
+    floor: Callable[[], Any], measured: Callable[[], Any], rounds: int
+) -> tuple[float, float]:
+    """Median milliseconds of each, timed in alternating rounds after one warm-up each."""
+    floor(), measured()
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(rounds):
+        for fn, out in zip((floor, measured), times, strict=True):
+            start = time.perf_counter()
+            fn()
+            out.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
+def unit_vectors(rng: np.random.Generator, count: int) -> Matrix:
+    vectors = rng.standard_normal((count, DIM), dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors
+
+
+# -- embedding ---------------------------------------------------------------------------------
+
+
+class Floor:
+    """The hand-written floor: tokenizers + onnxruntime (all cores), sorted batches of 32."""
+
+    def __init__(self) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        model = importlib.resources.files(MODEL_PACKAGE).joinpath("model.onnx").read_bytes()
+        tokenizer = importlib.resources.files("moss.embeddings").joinpath("data/tokenizer.json")
+        self.tokenizer = Tokenizer.from_str(tokenizer.read_text())
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(max_length=MAX_TOKENS)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = os.cpu_count() or 1
+        self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        self.inputs = {i.name for i in self.session.get_inputs()}
+
+    def embed(self, texts: Sequence[str]) -> Matrix:
+        ids = [e.ids for e in self.tokenizer.encode_batch(list(texts))]
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        out = np.empty((len(ids), DIM), dtype=np.float32)
+        for start in range(0, len(order), 32):
+            rows = order[start : start + 32]
+            width = max(len(ids[i]) for i in rows)
+            input_ids = np.zeros((len(rows), width), dtype=np.int64)
+            mask = np.zeros_like(input_ids)
+            for j, i in enumerate(rows):
+                input_ids[j, : len(ids[i])] = ids[i]
+                mask[j, : len(ids[i])] = 1
+            feed = {"input_ids": input_ids, "attention_mask": mask}
+            if "token_type_ids" in self.inputs:
+                feed["token_type_ids"] = np.zeros_like(input_ids)
+            hidden = self.session.run(None, feed)[0]
+            pooled = (hidden * mask[:, :, None]).sum(axis=1) / mask.sum(axis=1, keepdims=True)
+            out[rows] = pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
+        return out
+
+
+class Counting:
+    """The default model, counting the texts it embeds (wrapped as a LangChain-style embedder)."""
+
+    def __init__(self) -> None:
+        self.model = MiniLMModel()
+        self.texts = 0
+
+    def embed_documents(self, texts: list[str]) -> Matrix:
+        self.texts += len(texts)
+        return self.model.embed_documents(texts)
+
+    def embed_query(self, text: str) -> Matrix:
+        return self.model.embed_query(text)
+
+
+def load_abstracts(corpus: Path, count: int) -> list[str]:
+    texts = []
+    with corpus.open() as lines:
+        for line in lines:
+            record = json.loads(line)
+            texts.append(f"{record['title']} {record['text']}".strip())
+            if len(texts) == count:
+                break
+    return texts
+
+
+def short_texts(abstracts: list[str], count: int) -> list[str]:
+    """230-character texts cut from the abstracts (distinct: each numbered)."""
+    joined = " ".join(abstracts)
+    step = max(1, (len(joined) - 230) // max(count, 1))
+    return [f"{i} {joined[i * step : i * step + 225]}"[:230] for i in range(count)]
+
+
+def bench_embedding(client: MossClient, name: str, texts: list[str]) -> dict[str, float]:
+    floor = Floor()
+    floor.embed(texts[:32])  # warm-up
+    start = time.perf_counter()
+    floor.embed(texts)
+    floor_rate = len(texts) / (time.perf_counter() - start)
+    session = client.sync.session(f"embed-{name}")
+    MiniLMModel().load()
+    start = time.perf_counter()
+    session.add_docs([DocumentInfo(id=f"d{i}", text=t) for i, t in enumerate(texts)])
+    moss_rate = len(texts) / (time.perf_counter() - start)
+    print(
+        f"  {name:10s} {len(texts):5d} texts  floor {floor_rate:7.1f} docs/s  "
+        f"moss {moss_rate:7.1f} docs/s  ({moss_rate / floor_rate:4.2f}x)"
+    )
+    return {"texts": len(texts), "floor_docs_per_s": floor_rate, "moss_docs_per_s": moss_rate}
+
+
+def bench_readd(client: MossClient, texts: list[str]) -> dict[str, float]:
+    counting = Counting()
+    session = client.sync.session("readd", model=EmbedderModel(counting, model_id="counting"))
+    start = time.perf_counter()
+    session.add_docs(
+        [DocumentInfo(id=f"d{i}", text=t, metadata={"v": 1}) for i, t in enumerate(texts)]
+    )
+    first = time.perf_counter() - start
+    embedded = counting.texts
+    start = time.perf_counter()
+    session.add_docs(
+        [DocumentInfo(id=f"d{i}", text=t, metadata={"v": 2}) for i, t in enumerate(texts)]
+    )
+    again = time.perf_counter() - start
+    calls = counting.texts - embedded
+    print(
+        f"== re-add {len(texts)} unchanged texts with new metadata: {calls} texts embedded, "
+        f"{again * 1e3:.1f} ms vs {first * 1e3:.0f} ms first ({again / first:.2%})"
+    )
+    return {
+        "texts": len(texts),
+        "first_add_s": first,
+        "readd_s": again,
+        "readd_share": again / first,
+        "readd_texts_embedded": calls,
+    }
+
+
+# -- batch queries -----------------------------------------------------------------------------
+
+
+def bench_queries(client: MossClient, count: int) -> dict[str, float]:
+    rng = np.random.default_rng(1)
+    vectors = unit_vectors(rng, count)
+    session = client.sync.session("queries", model_id="custom")
+    session.add_arrays([f"d{i}" for i in range(count)], [""] * count, vectors)
+    batch = unit_vectors(rng, 32)
+    options = QueryOptions(top_k=TOP_K, alpha=1.0)
+    # Interleaved rounds, so both sides see the same load on shared cores.
+    floor_ms, many_ms = interleaved(
+        lambda: batch @ vectors.T, lambda: session.query_many(None, options, embeddings=batch), 15
+    )
+
+    def one_by_one() -> None:
+        for q in batch:
+            session.query("", QueryOptions(top_k=TOP_K, alpha=1.0, embedding=q))
+
+    single_ms = p50(one_by_one, 3)
+    print(f"== 32 queries at {count:,} (p50 ms, x the floor: one batched numpy product)")
+    print(f"  numpy batched product  {floor_ms:8.2f}")
+    print(f"  session.query_many     {many_ms:8.2f}  {many_ms / floor_ms:5.2f}x")
+    print(f"  32 x session.query     {single_ms:8.2f}  {single_ms / floor_ms:5.2f}x")
+    return {
+        "count": count,
+        "floor_ms": floor_ms,
+        "query_many_ms": many_ms,
+        "one_by_one_ms": single_ms,
+        "ratio": many_ms / floor_ms,
+    }
+
+
+# -- columnar adds -----------------------------------------------------------------------------
+
+
+def add_child(kind: str, count: int) -> None:
+    """In a fresh process: add ``count`` documents as ``kind`` says; print docs/s and peak MB."""
+    rng = np.random.default_rng(1)
+    vectors = np.empty((count, DIM), dtype=np.float32)
+    for offset in range(0, count, 100_000):  # no matrix-sized temporaries before the baseline
+        vectors[offset : offset + 100_000] = unit_vectors(
+            rng, len(vectors[offset : offset + 100_000])
+        )
+    ids = [f"doc-{i}" for i in range(count)]
+    texts = [f"text {i}" for i in range(count)]
+    with tempfile.TemporaryDirectory() as home:
+        session = MossClient("bench", store=FileStore(home)).sync.session("m", model_id="custom")
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        start = time.perf_counter()
+        if kind == "floor":
+            matrix = np.empty_like(vectors)
+            matrix[:] = vectors
+            kept: tuple[object, ...] = (
+                matrix,
+                dict(zip(ids, range(count), strict=True)),
+                list(ids),
+                list(texts),
+            )
+        else:
+            session.add_arrays(ids, texts, vectors)
+            kept = (session,)
+        seconds = time.perf_counter() - start
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(f"{count / seconds:.0f} {(peak - base) / 1024:.0f} {len(kept)}")
+
+
+def bench_adds(count: int) -> dict[str, float]:
+    print(f"== add_arrays of {count:,} x {DIM} in one call (fresh process each)")
+    results = {}
+    for kind in ("floor", "moss"):
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", kind, "--adds", str(count)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        results[kind] = (float(out[0]), float(out[1]))
+    floor_rate, floor_mb = results["floor"]
+    for kind, (rate, mb) in results.items():
+        print(
+            f"  {kind:6s} {rate:12,.0f} docs/s ({rate / floor_rate:4.2f}x)  "
+            f"peak +{mb:7,.0f} MB ({mb / floor_mb:4.2f}x the floor)"
+        )
+    moss_rate, moss_mb = results["moss"]
+    return {
+        "count": count,
+        "floor_docs_per_s": floor_rate,
+        "moss_docs_per_s": moss_rate,
+        "floor_peak_mb": floor_mb,
+        "moss_peak_mb": moss_mb,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    parser.add_argument("--abstracts", type=int, default=150)
+    parser.add_argument("--short", type=int, default=2000)
+    parser.add_argument("--queries-at", type=int, default=100_000)
+    parser.add_argument("--adds", type=int, default=1_000_000)
+    parser.add_argument("--only", choices=["embed", "readd", "queries", "adds"])
+    parser.add_argument("--child", choices=["floor", "moss"])
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args()
+    if args.child:
+        add_child(args.child, args.adds)
+        return
+    report: dict[str, Any] = {
+        "benchmark": "ingest",
+        "command": " ".join(["benchmarks/bench_ingest.py", *sys.argv[1:]]),
+        "cpus": os.cpu_count(),
+    }
+    with tempfile.TemporaryDirectory() as home:
+        client = MossClient("bench", store=FileStore(home))
+        abstracts = load_abstracts(args.corpus, max(args.abstracts, 200))
+        short = short_texts(abstracts, args.short)
+        if args.only in (None, "embed"):
+            print("== add_docs with the default model against the floor (docs/s)")
+            report["embed"] = {
+                "scifact_abstracts": bench_embedding(
+                    client, "abstracts", abstracts[: args.abstracts]
+                ),
+                "texts_230": bench_embedding(client, "230-char", short[:1000]),
+            }
+        if args.only in (None, "readd"):
+            report["readd"] = bench_readd(client, short)
+        if args.only in (None, "queries"):
+            report["query_many"] = bench_queries(client, args.queries_at)
+    if args.only in (None, "adds"):
+        report["add_arrays"] = bench_adds(args.adds)
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(_rounded(report), out, indent=2)
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _rounded(item) for key, item in value.items()}
+    return round(value, 4) if isinstance(value, float) else value
+
+
+if __name__ == "__main__":
+    main()
