@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +126,7 @@ def search_side(
         out[name] = {"p50_ms": ms, "recall": recall(found, truth)}
         ms, found = timed(moss(engine, where), queries)
         out[name + "_filtered10"] = {"p50_ms": ms, "recall": recall(found, truth_filtered)}
-    search = faiss.SearchParametersHNSW(efSearch=params.ef_search)
+    search = faiss.SearchParametersHNSW(efSearch=params.ef_search)  # type: ignore[attr-defined]
 
     def raw(q: Matrix) -> set[int]:
         return set(parts.index.search(q[None, :], TOP_K, params=search)[1][0].tolist())
@@ -263,7 +265,16 @@ def main() -> None:
     args = parser.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
     params = HnswParams()
-    report: dict[str, Any] = {"params": params.to_json(), "cores": 2, "sizes": {}}
+    report: dict[str, Any] = {
+        "schema": 1,
+        "benchmark": "large",
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(["benchmarks/bench_large.py", *sys.argv[1:]]),
+        "cpus": os.cpu_count(),
+        "faiss": faiss.__version__,
+        "params": params.to_json(),
+        "sizes": {},
+    }
     for count in args.sizes:
         everything = corpus(count + args.queries, args.centres)
         queries, x = everything[: args.queries], np.ascontiguousarray(everything[args.queries :])
