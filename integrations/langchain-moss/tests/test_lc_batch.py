@@ -60,3 +60,13 @@ def test_batch_falls_back_for_what_invoke_must_report(store: MossVectorStore) ->
     assert len(got[0]) == 2 and isinstance(got[1], Exception)
     with pytest.raises(Exception, match="bogus"):
         retriever.batch(["cats", "dogs"], bogus=1)
+
+
+def test_readding_unchanged_texts_embeds_nothing(
+    store: MossVectorStore, embeddings: CountingEmbeddings
+) -> None:
+    embedded = embeddings.documents_embedded
+    texts = [t for _, t, _ in DOCS]
+    store.add_texts(texts, [{"n": 9}] * len(texts), ids=[i for i, _, _ in DOCS])
+    assert embeddings.documents_embedded == embedded  # metadata-only: the session reuses vectors
+    assert store.get_by_ids(["d3"])[0].metadata == {"n": 9}
