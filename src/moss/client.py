@@ -7,9 +7,10 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from .embeddings import EmbeddingModel
 from .errors import IndexNotFoundError, InvalidArgumentError, ModelMismatchError
@@ -18,6 +19,7 @@ from .history import diff_flow
 from .hydrator import Hydrator
 from .index.engine import PRECISIONS
 from .index.fusion import merge_rankings, rank, to_results
+from .index.hnsw import hnsw_params
 from .index.local import LocalIndex
 from .loading import ChainStats, model_for_new_index, requested_model
 from .querying import embed_query
@@ -82,6 +84,8 @@ class MossClient:
         auto_refresh: bool = False,
         precision: str | None = None,
         must_exist: bool = False,
+        index: str | None = None,
+        hnsw: Mapping[str, Any] | None = None,
     ) -> Session:
         """Open the index named ``index_name``: its latest (or the given) version, or a new empty session.
 
@@ -94,8 +98,15 @@ class MossClient:
         session fresh in the background as other processes push (local unpushed changes are
         replayed onto each new version). ``must_exist=True`` raises ``IndexNotFoundError``
         instead of starting an empty session when the index does not exist.
+
+        ``index="hnsw"`` searches an HNSW graph (FAISS) that proposes candidates re-ranked by
+        exact cosine: milliseconds instead of tens at a million documents, at recall@10 about
+        0.95-0.98. ``hnsw`` sets its knobs (``m`` 32, ``ef_construction`` 80, ``ef_search`` 64,
+        ``storage`` ``"sq8"``, ``rebuild_fraction`` 0.25); the kind, knobs and graph are pushed
+        with the index, so every process that opens it searches the same way. Left out, the
+        stored index's kind is kept (``"flat"``, the exact scan, for a new index).
         """
-        flow = self._open(index_name, model_id, model, version, precision, must_exist)
+        flow = self._open(index_name, model_id, model, version, precision, must_exist, index, hnsw)
         session = Session(await run_async(flow))
         if auto_refresh:
             core = session._core
@@ -110,6 +121,8 @@ class MossClient:
         version: int | None,
         precision: str | None,
         must_exist: bool,
+        index: str | None = None,
+        hnsw: Mapping[str, Any] | None = None,
     ) -> Flow[SessionCore]:
         name = validate_name(index_name)
         model = requested_model(model_id, model)
@@ -117,6 +130,12 @@ class MossClient:
             raise InvalidArgumentError(
                 f"precision must be one of {', '.join(map(repr, PRECISIONS))}, got {precision!r}"
             )
+        if hnsw is not None and index != "hnsw":
+            raise InvalidArgumentError(
+                f"hnsw parameters apply to index='hnsw' only (got index={index!r}): "
+                "pass index='hnsw', hnsw={...}"
+            )
+        params = None if index is None else hnsw_params(index, hnsw)
         loaded = yield from self._hydrator.load_flow(name, model_id, model, version)
         where = f"project {self.project_id!r} of store {self.store.location}"
         if loaded is None:
@@ -130,6 +149,8 @@ class MossClient:
         else:
             if precision is not None:
                 loaded.engine.set_precision(precision)
+            if index is not None:
+                loaded.engine.set_index(index, params)
             bound, engine, keywords = loaded.model, loaded.engine, loaded.keywords
             number, stale, chain = loaded.version, loaded.stale, loaded.chain
         logger.info("opened index %r of %s at version %d", name, where, number)
@@ -137,7 +158,7 @@ class MossClient:
             name=name,
             hydrator=self._hydrator,
             model=bound,
-            index=LocalIndex(engine, keywords, precision=precision),
+            index=LocalIndex(engine, keywords, precision=precision, index=index, hnsw=params),
             version=number,
             stale=stale,
             chain=chain,
@@ -277,9 +298,13 @@ class SyncClient:
         auto_refresh: bool = False,
         precision: str | None = None,
         must_exist: bool = False,
+        index: str | None = None,
+        hnsw: Mapping[str, Any] | None = None,
     ) -> SyncSession:
         """Blocking :meth:`MossClient.session`: a session whose methods block (auto-refresh on a thread)."""
-        flow = self._client._open(index_name, model_id, model, version, precision, must_exist)
+        flow = self._client._open(
+            index_name, model_id, model, version, precision, must_exist, index, hnsw
+        )
         session = SyncSession(run_sync(flow))
         if auto_refresh:
             core = session._core

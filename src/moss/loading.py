@@ -14,6 +14,7 @@ from .embeddings import DEFAULT_MODEL_ID, CustomModel, EmbeddingModel, resolve_m
 from .errors import InvalidArgumentError, ModelMismatchError, SnapshotError
 from .index.columns import LazyColumn
 from .index.engine import Engine
+from .index.hnsw import GraphParts, HnswParams
 from .index.keyword import KeywordIndex
 from .index.local import Changes, LocalIndex
 from .snapshot.codec import DeltaData, SnapshotData, SnapshotHeader
@@ -135,6 +136,11 @@ class Decoded:
     metadata: list[Metadata] | LazyColumn[Metadata]
     keywords: bytes | None
     size: int
+    index_kind: str = "flat"
+    hnsw: HnswParams | None = None
+    #: The loaded graph, shared: its FAISS index views the checksummed section bytes, so an
+    #: engine copies it before its first add (HnswGraph) and the others keep searching it.
+    graph: GraphParts | None = None
 
     @classmethod
     def of(cls, version: int, data: SnapshotData) -> Decoded:
@@ -147,13 +153,25 @@ class Decoded:
             data.metadata,
             data.keywords,
             data.header.total_size,
+            data.index_kind,
+            data.hnsw,
+            data.graph,
         )
 
     def pieces(self) -> tuple[Engine, KeywordIndex | None]:
         """A new engine (and keyword index) over these pieces, for a session of its own."""
         ids, texts, metadata = list(self.ids), _own(self.texts), _own(self.metadata)
         keywords = _keywords(self.keywords, ids, metadata)
-        return Engine.from_arrays(self.vectors, ids, texts, metadata), keywords
+        engine = Engine.from_arrays(
+            self.vectors,
+            ids,
+            texts,
+            metadata,
+            index=self.index_kind,
+            hnsw=self.hnsw,
+            graph=self.graph,
+        )
+        return engine, keywords
 
 
 def _own(column: list[_T] | LazyColumn[_T]) -> list[_T] | LazyColumn[_T]:
@@ -176,7 +194,15 @@ def full_pieces(data: SnapshotData) -> tuple[Engine, KeywordIndex | None]:
     """An engine that adopts a decoded full snapshot's arrays (int8 codes included)."""
     keywords = _keywords(data.keywords, data.ids, data.metadata)  # before the engine adopts them
     engine = Engine.from_arrays(
-        data.vectors, data.ids, data.texts, data.metadata, precision=data.precision, int8=data.int8
+        data.vectors,
+        data.ids,
+        data.texts,
+        data.metadata,
+        precision=data.precision,
+        int8=data.int8,
+        index=data.index_kind,
+        hnsw=data.hnsw,
+        graph=data.graph,
     )
     return engine, keywords
 

@@ -18,6 +18,7 @@ from .embeddings import EmbeddingModel, normalize_rows
 from .errors import InvalidArgumentError
 from .flow import Flow, Io, Offload
 from .index.fusion import Candidates, candidate_depth, rank, to_results
+from .index.search_plan import check_ef_search
 from .refresh_policy import SessionState
 from .types import QueryOptions, SearchResult
 from .validation import MAX_BATCH, validate_vector
@@ -41,7 +42,9 @@ class Querying(SessionState):
 
     def check_query(self, text: str, options: QueryOptions | None) -> QueryOptions:
         self.check_open()
-        return check_query_options(text, options)
+        checked = check_query_options(text, options)
+        check_ef_search(checked.ef_search)
+        return checked
 
     def query_vector(self, options: QueryOptions) -> Vector | None:
         """The query vector the caller brought (normalised), or None if text must be embedded."""
@@ -81,6 +84,7 @@ class Querying(SessionState):
             depth=top_k if alpha >= 1.0 else candidate_depth(top_k),
             filter=options.filter,
             min_score=options.min_score,
+            ef_search=options.ef_search,
         )
 
     def query_many(
@@ -108,6 +112,7 @@ class Querying(SessionState):
                 depth=top_k if alpha >= 1.0 else candidate_depth(top_k),
                 filter=options.filter,
                 min_score=options.min_score,
+                ef_search=options.ef_search,
             )
             parts = (yield Offload(search)) if self.large() else search()
         ranked = [to_results(rank(part, alpha, top_k)) for part in parts]
@@ -165,6 +170,7 @@ class Querying(SessionState):
 def check_batch_options(options: object) -> QueryOptions:
     """Check the options shared by a batch of queries (the vectors come as ``embeddings=``)."""
     checked = check_query_options("-", options)
+    check_ef_search(checked.ef_search)
     if checked.embedding is not None:
         raise InvalidArgumentError(
             "QueryOptions.embedding is for one query: pass query_many(..., embeddings=matrix) "

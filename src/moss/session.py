@@ -64,6 +64,11 @@ class _Face:
         return self._core.index.precision
 
     @property
+    def index_kind(self) -> str:
+        """``"flat"`` (exact scan) or ``"hnsw"`` (HNSW graph re-ranked exactly), as stored."""
+        return self._core.index.index_kind
+
+    @property
     def doc_count(self) -> int:
         """How many documents the session holds."""
         return len(self._core.index)

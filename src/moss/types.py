@@ -42,6 +42,9 @@ class QueryOptions:
     blends. Whatever the
     ranking, a result's ``score`` is its cosine similarity to the query; the fused value is
     ``fused_score``.
+
+    ``ef_search`` raises (or lowers) the HNSW search breadth of an ``index="hnsw"`` session for
+    this query (None: the index's own ``ef_search``); flat sessions ignore it.
     """
 
     top_k: int = 5
@@ -51,6 +54,8 @@ class QueryOptions:
     #: Measured on SciFact's train split (benchmarks/bench_quality.py): nDCG@10 0.716 at 0.4,
     #: against 0.660 vector only and 0.695 keyword only.
     alpha: float = 0.4
+    #: HNSW candidates explored per query (a positive int), None for the index's setting.
+    ef_search: int | None = None
 
 
 @dataclass
@@ -116,7 +121,8 @@ class IndexInfo:
     size_bytes: int
     created_at: float
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
-    #: ``"full"`` (a whole snapshot) or ``"delta"`` (changes on top of the version before).
+    #: ``"full"`` (a whole snapshot), ``"delta"`` (changes on top of the version before) or
+    #: ``"compaction"`` (a whole snapshot equal to the version before, pushed to keep chains short).
     kind: str = "full"
     #: Who pushed the version and why (optional free text written by the pusher), or None.
     author: str | None = None

@@ -88,6 +88,7 @@ def gather(
     depth: int,
     filter: Mapping[str, Any] | None,
     min_score: float | None,
+    ef_search: int | None = None,
 ) -> Candidates:
     """Each side's best ``depth`` candidates in one session; a side of weight 0 is skipped.
 
@@ -105,6 +106,7 @@ def gather(
         depth=depth,
         filter=filter,
         min_score=min_score,
+        ef_search=ef_search,
     )[0]
 
 
@@ -120,13 +122,17 @@ def gather_many(
     depth: int,
     filter: Mapping[str, Any] | None,
     min_score: float | None,
+    ef_search: int | None = None,
 ) -> list[Candidates]:
     """:func:`gather` for each row of ``vectors`` (with its text): one product for the vector
-    side (``Engine.search_many``), the keyword side query by query."""
+    side (``Engine.search_many``, ``ef_search`` overriding an hnsw index's breadth), the
+    keyword side query by query."""
     count = vectors.shape[0]
     vector_hits: list[list[Hit]] = [[] for _ in range(count)]
     if alpha > 0.0:
-        found = engine.search_many(vectors, depth, filter=filter, min_score=min_score)
+        found = engine.search_many(
+            vectors, depth, filter=filter, min_score=min_score, ef_search=ef_search
+        )
         vector_hits = [[Hit(index_name, doc, score, score) for doc, score in row] for row in found]
     keyword_hits: list[list[Hit]] = [[] for _ in range(count)]
     if alpha < 1.0 and keywords is not None:

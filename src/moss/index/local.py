@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from .engine import Engine, EngineExport, StoredDoc
 from .fusion import Candidates, gather_many
+from .hnsw import HnswParams
 from .keyword import KeywordIndex
 
 __all__ = ["Changes", "LocalIndex"]
@@ -57,9 +58,14 @@ class LocalIndex:
         keywords: KeywordIndex | None = None,
         *,
         precision: str | None = None,
+        index: str | None = None,
+        hnsw: HnswParams | None = None,
     ) -> None:
-        # The precision asked for at open (None: the stored index's, float32 for a new one).
+        # The precision and index kind asked for at open (None: the stored index's, float32
+        # and flat for a new one); ``hnsw`` is already checked (``hnsw_params``).
         self._precision = precision
+        self._index = index
+        self._hnsw = hnsw
         self._engine = engine
         self._keywords = keywords
         self._changes: dict[str, str] = {}
@@ -83,6 +89,13 @@ class LocalIndex:
         if self._engine is not None:
             return self._engine.precision
         return self._precision or "float32"
+
+    @property
+    def index_kind(self) -> str:
+        """``"flat"`` or ``"hnsw"``: the engine's kind, else the one asked for at open."""
+        if self._engine is not None:
+            return self._engine.index_kind
+        return self._index or "flat"
 
     def __len__(self) -> int:
         engine = self._engine
@@ -135,6 +148,7 @@ class LocalIndex:
         depth: int,
         filter: dict[str, Any] | None,
         min_score: float | None,
+        ef_search: int | None = None,
     ) -> Candidates:
         """Each side's ranked candidates (the keyword side built now if this is its first use)."""
         if vector is None:
@@ -147,6 +161,7 @@ class LocalIndex:
             depth=depth,
             filter=filter,
             min_score=min_score,
+            ef_search=ef_search,
         )[0]
 
     def gather_many(
@@ -159,6 +174,7 @@ class LocalIndex:
         depth: int,
         filter: dict[str, Any] | None,
         min_score: float | None,
+        ef_search: int | None = None,
     ) -> list[Candidates]:
         """:meth:`gather` for each row of ``vectors`` and its text, the vectors scored together."""
         with self._lock:
@@ -179,6 +195,7 @@ class LocalIndex:
             depth=depth,
             filter=filter,
             min_score=min_score,
+            ef_search=ef_search,
         )
 
     def unchanged(
@@ -218,13 +235,22 @@ class LocalIndex:
         """
         with self._lock:
             if self._engine is None:
-                self._engine = Engine(dimension, precision=self._precision or "float32")
+                self._engine = self._new_engine(dimension)
             parts = self._engine.export_all()
             keywords = self._keywords
             encoded = encode_keywords(keywords, parts.ids) if keywords is not None else None
             return Export(parts, encoded, self._mutations)
 
     # -- writes -------------------------------------------------------------------------------
+
+    def _new_engine(self, dimension: int) -> Engine:
+        """The engine of a new index: the precision and index kind asked for at open."""
+        return Engine(
+            dimension,
+            precision=self._precision or "float32",
+            index=self._index or "flat",
+            hnsw=self._hnsw,
+        )
 
     def upsert(
         self,
@@ -236,7 +262,7 @@ class LocalIndex:
         """Add or replace documents in both indexes; return (added, updated)."""
         with self._lock:
             if self._engine is None:  # a new index learns its dimension from its first vectors
-                self._engine = Engine(vectors.shape[1], precision=self._precision or "float32")
+                self._engine = self._new_engine(vectors.shape[1])
             return self._apply(self._engine, self._keywords, Changes(ids, texts, metadata, vectors))
 
     def delete(self, ids: list[str]) -> int:
@@ -256,9 +282,7 @@ class LocalIndex:
             if self._engine is None:
                 if changes.vectors is None:
                     return 0, 0
-                self._engine = Engine(
-                    changes.vectors.shape[1], precision=self._precision or "float32"
-                )
+                self._engine = self._new_engine(changes.vectors.shape[1])
             return self._apply(self._engine, self._keywords, changes, record)
 
     def apply_versions(self, versions: Sequence[Changes]) -> None:
@@ -273,9 +297,7 @@ class LocalIndex:
                 if self._engine is None:
                     if changes.vectors is None or not changes.ids:
                         continue
-                    self._engine = Engine(
-                        changes.vectors.shape[1], precision=self._precision or "float32"
-                    )
+                    self._engine = self._new_engine(changes.vectors.shape[1])
                 self._apply(self._engine, self._keywords, changes, record=False)
             if local is not None and self._engine is not None:
                 self._apply(self._engine, self._keywords, local, record=False)
@@ -313,6 +335,8 @@ class LocalIndex:
         """
         if self._precision is not None:
             engine.set_precision(self._precision)
+        if self._index is not None:
+            engine.set_index(self._index, self._hnsw)
         # A session that uses keyword search gets the new version's index built here, outside
         # the lock (nobody else sees this engine yet), rather than at its next query.
         if keywords is None and self._keywords is not None:
