@@ -93,15 +93,16 @@ def test_hnsw_travels_with_the_index(
 
 def test_open_options_refused_with_clear_errors(tmp_path: Path) -> None:
     client = client_at(tmp_path, "c")
-    for kwargs, message in [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"index": "ivf"}, "index must be one of 'flat', 'hnsw'"),
-        ({"index": "hnsw", "hnsw": {"m": 1}}, "m"),
+        ({"index": "hnsw", "hnsw": {"m": 1}}, "hnsw m must be an integer in 2..256"),
         ({"index": "hnsw", "hnsw": {"ef": 10}}, "unknown hnsw parameter 'ef'"),
         ({"index": "hnsw", "hnsw": {"storage": "pq"}}, "storage must be one of"),
         ({"hnsw": {"m": 16}}, "apply to index='hnsw' only"),
         ({"index": "flat", "hnsw": {"m": 16}}, "apply to index='hnsw' only"),
         ({"precision": "int4"}, "precision must be one of"),
-    ]:
+    ]
+    for kwargs, message in cases:
         with pytest.raises(InvalidArgumentError, match=message):
             client.sync.session("x", model_id="custom", **kwargs)
 
