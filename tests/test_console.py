@@ -306,8 +306,8 @@ def test_version_history_shows_author_and_message_only_when_some_version_has_the
     from moss.console.views import history_columns
     from moss.types import IndexInfo
 
-    def version(number: int, **extra: str) -> IndexInfo:
-        return IndexInfo("faq", number, "moss-minilm", 384, 1, 10, 0.0, extra=dict(extra))
+    def version(number: int, **fields: str) -> IndexInfo:
+        return IndexInfo("faq", number, "moss-minilm", 384, 1, 10, 0.0, **fields)  # type: ignore[arg-type]
 
     assert history_columns([version(1), version(2)]) == []
     assert history_columns([version(1), version(2, author="ana")]) == ["author"]
@@ -315,3 +315,9 @@ def test_version_history_shows_author_and_message_only_when_some_version_has_the
         "author",
         "message",
     ]
+    assert history_columns([version(1), version(2, kind="delta", author="ana")]) == [
+        "kind",
+        "author",
+    ]
+    # Recorded in the header fields, not in ``extra`` (which the stores never fill).
+    assert history_columns([version(1, extra={"author": "ana"})]) == []  # type: ignore[arg-type]

@@ -30,7 +30,7 @@ from .loading import (
 from .snapshot.chain import ChainReader
 from .snapshot.codec import DeltaData, SnapshotData, SnapshotHeader, SnapshotReader
 from .stores.base import AsyncDownload, Download, Store
-from .stores.cache import FrameTee, SnapshotCache
+from .stores.cache import SKIPPED, FrameTee, SnapshotCache
 from .stores.chunks import CHUNK_SIZE
 
 Start = tuple[Engine, KeywordIndex | None]
@@ -38,12 +38,13 @@ Start = tuple[Engine, KeywordIndex | None]
 
 @dataclass
 class Fetched:
-    """A downloaded chain: its target version, the bound model, the full snapshot it starts
+    """A downloaded chain: its target version, the bound model (None when no frame came: only
+    compactions lay between the version held and the target), the full snapshot it starts
     with (as a fresh engine) if any, and the deltas to apply after it (or after the version
     the caller holds)."""
 
     version: int
-    model: EmbeddingModel
+    model: EmbeddingModel | None
     start: Start | None
     deltas: list[Frame]
     frames: list[Frame]
@@ -122,6 +123,8 @@ class Hydrator:
         if got is None:
             return None
         target, frames = got
+        if not frames:
+            return Fetched(target, check.bound or model, None, [], [])
         assert check.bound is not None
         start, deltas = self._split(name, frames)
         return Fetched(target, check.bound, start, deltas, frames)
@@ -135,7 +138,9 @@ class Hydrator:
         check: ModelCheck | None = None,
     ) -> Flow[tuple[int, list[Frame]] | None]:
         """The chain's target version and its decoded frames (cached for remote stores);
-        None if ``after`` is current. ``check`` sees every version's header."""
+        None if ``after`` is current. ``check`` sees every version's header. Versions after
+        ``after`` missing from a chain of deltas are compactions (equal to the version before):
+        skipped, and remembered as such by the cache."""
         store, project = self.store, self.project
         download = yield Io(
             lambda: store.get_chain(project, name, after=after, version=version),
@@ -147,9 +152,13 @@ class Hydrator:
         with self._tee(name) as tee:
             yield _ChainDrain(download, reader, tee)
             frames = reader.finish()
+            skipped: set[int] = set()
+            if after is not None and all(isinstance(d, DeltaData) for _, d in frames):
+                skipped = set(range(after + 1, download.version + 1))
+                skipped.difference_update(number for number, _ in frames)
             if tee is not None:
-                tee.commit({number: _kind(data) for number, data in frames})
-        if not frames:
+                tee.commit({number: _kind(data) for number, data in frames}, skipped)
+        if not frames and not skipped:
             raise SnapshotError(f"the store sent an empty chain for index {name!r}")
         return download.version, frames
 
@@ -160,6 +169,8 @@ class Hydrator:
             memo = self._memo.get(name)
             if memo is not None and memo.last == frames[0][0] - 1:
                 memo.deltas.extend(frames)
+            elif memo is not None:  # past a skipped compaction: re-opens read the cache
+                self._memo.pop(name, None)
             return None, frames
         number, data = frames[fulls[-1]]
         assert isinstance(data, SnapshotData)
@@ -218,10 +229,14 @@ class Hydrator:
         elif fetched.start is None:  # deltas after the cached version
             assert held is not None
             base = yield Offload(partial(cached, held))
+            if base is not None and not fetched.frames:  # only compactions since
+                base.version = fetched.version
+                return base  # type: ignore[no-any-return]
             if base is not None:
                 start = (base.engine, base.keywords)
                 chain_stats = base.chain.then(fetched.frames)
-                return assemble(fetched.model, start, fetched.deltas, fetched.version, chain_stats)
+                model = fetched.model or base.model
+                return assemble(model, start, fetched.deltas, fetched.version, chain_stats)
             fetched = yield from self.fetch(name, model_id, model, version=fetched.version)
         assert fetched is not None and fetched.start is not None
         return loaded_from(fetched)
@@ -244,6 +259,7 @@ class Hydrator:
         chain = [(v, kind) for v, kind in self._cached_chain(name) if v <= upto]
         if not chain or chain[-1][0] != upto:
             return None
+        chain = [(v, kind) for v, kind in chain if kind != SKIPPED]  # compactions skipped
         check = ModelCheck(model_id, model)
         memo = self._memo.get(name)
         if memo is not None and memo.full.version == chain[0][0] and memo.last >= upto:
@@ -286,7 +302,7 @@ class Hydrator:
 
 def loaded_from(fetched: Fetched) -> Loaded:
     """A fetched chain that starts with a full snapshot, as one loaded version."""
-    assert fetched.start is not None
+    assert fetched.start is not None and fetched.model is not None
     stats = ChainStats().then(fetched.frames)
     return assemble(fetched.model, fetched.start, fetched.deltas, fetched.version, stats)
 

@@ -7,6 +7,7 @@ async face awaits it, its blocking face runs it in place.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -30,13 +31,19 @@ from .snapshot.keywords import encode_keywords
 from .stores.base import Chunks, check_ttl
 from .types import IndexInfo, PushResult
 
-#: A push sends a full snapshot instead of a delta once the chain since the last full snapshot
-#: holds this many deltas, or once their bytes pass this fraction of the full snapshot's
-#: (compaction: an ordinary version, so crash-safe and invisible to readers).
+#: A push is followed by a compaction (a full snapshot of the state it just stored) once the
+#: chain since the last full snapshot holds this many deltas, or once their bytes pass this
+#: fraction of the full snapshot's: an ordinary version, so crash-safe, and one that readers
+#: holding the version before it skip (docs/snapshot-format.md).
 COMPACT_CHAIN_LENGTH = 64
 COMPACT_CHAIN_RATIO = 0.25
+#: Below this size of the full snapshot, a compaction is sent instead of the delta.
+COMPACT_IN_PLACE_BYTES = 1 << 20
 #: How long one watch request waits before asking again (also bounds how late close() is seen).
 WATCH_TIMEOUT = 10.0
+#: Rounds of a merge push into an index deleted and created again meanwhile (each round is
+#: another writer's delete or create: in practice one or two).
+_MERGE_ROUNDS = 20
 
 logger = logging.getLogger("moss")
 
@@ -121,7 +128,11 @@ class SessionState:
             self.check_open()
             send = partial(self.send, ttl=ttl, author=author, message=message)
             base = self.version
-            if base >= 1 and self.index.has_changes and not self.compact_due():
+            due = self.compact_due()
+            # A small index compacts by sending itself whole instead of the delta (readers
+            # download it whole: it is small); a large one appends a compaction after it.
+            small = due and self.chain.base_bytes < COMPACT_IN_PLACE_BYTES
+            if base >= 1 and self.index.has_changes and not small:
                 if merge:
                     yield from self.append(send)
                 elif expected_version in (None, base):
@@ -133,8 +144,10 @@ class SessionState:
                         yield from send(delta=False, expected=None)  # a plain push replaces
                 else:
                     yield from send(delta=False, expected=expected_version)
+                if due:
+                    yield from self.compact(send)
             elif merge:
-                try:  # compaction, or the first push: only if nobody pushed meanwhile
+                try:  # the first push, or nothing changed: only if nobody pushed meanwhile
                     yield from send(delta=False, expected=base)
                 except ConflictError:
                     yield from self.append(send)
@@ -152,12 +165,20 @@ class SessionState:
             or chain.bytes > COMPACT_CHAIN_RATIO * chain.base_bytes
         )
 
+    def compact(self, send: Callable[..., Flow[IndexInfo]]) -> Flow[None]:
+        """Store the state just pushed again as a full snapshot (kind ``compaction``) on top of
+        it: readers holding that version skip it, cold opens start from it. Losing the race to
+        another push skips it (the next push tries again)."""
+        with contextlib.suppress(ConflictError):
+            yield from send(delta=False, expected=self.version, kind="compaction")
+
     def send(
         self,
         *,
         delta: bool,
         expected: int | None,
         append: bool = False,
+        kind: str = "full",
         ttl: float | None,
         author: str | None,
         message: str | None,
@@ -165,7 +186,7 @@ class SessionState:
         """Encode and put one version; on success the session is at that version."""
         self.check_open()
         base = self.version
-        encode = self.encode_delta if delta else self.encode
+        encode = self.encode_delta if delta else partial(self.encode, kind=kind)
         chunks, mutations = yield Offload(partial(encode, author, message))
         store, project, name = self.hydrator.store, self.hydrator.project, self.name
         info: IndexInfo = yield Io(
@@ -191,15 +212,27 @@ class SessionState:
 
     def append(self, send: Callable[..., Flow[IndexInfo]]) -> Flow[None]:
         """A merge push: append the change log after whatever the latest version is."""
-        try:
-            yield from send(delta=True, expected=None, append=True)
-        except IndexNotFoundError:
-            # The index was deleted (or expired) under us: push it as new, only if still absent.
+        for _ in range(_MERGE_ROUNDS):
+            try:
+                yield from send(delta=True, expected=None, append=True)
+                return
+            except IndexNotFoundError:
+                pass
+            # The index was deleted (or expired) under us: push it as new, only if still
+            # absent; if another writer created it meanwhile, an append needs no base.
             self.version = 0
-            yield from send(delta=False, expected=0)
+            try:
+                yield from send(delta=False, expected=0)
+                return
+            except ConflictError:
+                continue
+        raise ConflictError(
+            f"index {self.name!r} was deleted and created again {_MERGE_ROUNDS} times during "
+            "one merge push: push again"
+        )
 
     def encode(
-        self, author: str | None = None, message: str | None = None
+        self, author: str | None = None, message: str | None = None, *, kind: str = "full"
     ) -> tuple[Iterator[bytes | memoryview], int]:
         """The full snapshot of the local index as chunks, and the write count it reflects."""
         dimension = self.require_dimension()
@@ -215,8 +248,12 @@ class SessionState:
             metadata=parts.metadata,
             keywords=export.keywords,
             int8=parts.int8,
+            index=parts.index,
+            hnsw=parts.hnsw,
+            graph=parts.graph,
             author=author,
             message=message,
+            kind=kind,
         )
         return chunks, export.mutations
 
@@ -236,6 +273,9 @@ class SessionState:
             deleted=changes.deletes,
             author=author,
             message=message,
+            # The count after the change, so listings report the index's size (for an append,
+            # exact only if nobody appended meanwhile: docs/snapshot-format.md).
+            total_count=len(self.index),
         )
         return chunks, mutations
 
@@ -281,9 +321,10 @@ class SessionState:
     def catch_up(self, fetched: Fetched, *, discard_changes: bool = False) -> Flow[None]:
         """Apply a fetched chain: its deltas in place, or its full snapshot as a new engine."""
         if fetched.start is None:
-            batch = delta_changes(d for _, d in fetched.deltas if isinstance(d, DeltaData))
-            # In a worker thread under an event loop: the loop keeps serving other tasks.
-            yield Offload(partial(self.index.apply_versions, [batch]))
+            if fetched.deltas:  # (none: only compactions lay between, the state is the same)
+                batch = delta_changes(d for _, d in fetched.deltas if isinstance(d, DeltaData))
+                # In a worker thread under an event loop: the loop keeps serving other tasks.
+                yield Offload(partial(self.index.apply_versions, [batch]))
             self.chain = self.chain.then(fetched.frames)
         else:
             loaded: Loaded = yield Offload(partial(loaded_from, fetched))

@@ -38,9 +38,13 @@ def pretty_json(value: Any) -> str:
 
 
 def history_columns(versions: list[IndexInfo]) -> list[str]:
-    """The optional columns of the version history: ``author`` and ``message`` when any version
-    carries them in its ``extra``."""
-    return [key for key in ("author", "message") if any(info.extra.get(key) for info in versions)]
+    """The optional columns of the version history: ``kind`` when any version is not a full
+    snapshot, ``author`` and ``message`` when any version records them."""
+    return [
+        key
+        for key in ("kind", "author", "message")
+        if any(getattr(info, key) not in (None, "", "full") for info in versions)
+    ]
 
 
 def parse_filter(text: str) -> dict[str, Any] | None:

@@ -17,10 +17,11 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
 from ..console import mount_console
-from ..errors import ConflictError, IndexNotFoundError, InvalidArgumentError
+from ..errors import IndexNotFoundError, InvalidArgumentError
 from ..stores import open_store
 from ..stores.auth import auth_records, parse_env_keys
 from ..stores.base import Store
+from ..stores.file import FileStore
 from ..stores.http.wire import (
     APPEND_HEADER,
     CHAIN_CONTENT_TYPE,
@@ -40,6 +41,7 @@ from .downloads import DownloadResponse, install_quiet_drops
 from .errors import install_error_handlers
 from .limits import Limits, UploadSlots
 from .memory import pin_mmap_threshold
+from .upload_check import check_current
 from .uploads import parse_content_length, upload_chunks
 from .watch import VersionNotifier
 
@@ -49,6 +51,8 @@ DEFAULT_MAX_UPLOAD_BYTES = 2 << 30
 DEFAULT_MAX_WATCH_SECONDS = 30.0
 #: The largest version number a request may name (versions are signed 64-bit everywhere).
 MAX_VERSION = (1 << 63) - 1
+#: The read size of downloads from a file store (8 MiB per stalled client would add up).
+READ_CHUNK_BYTES = 256 << 10
 
 _basic = HTTPBasic(auto_error=False, realm="moss")
 
@@ -78,6 +82,9 @@ class Service:
             records = None  # a store without a record: only keys from the environment
         self.auth = Authenticator(records, env_keys)
         self.notifier = VersionNotifier(store)
+        # Downloads read the file store in small chunks: each stalled client holds one.
+        small = isinstance(store, FileStore)
+        self.read_options: dict[str, int] = {"chunk_size": READ_CHUNK_BYTES} if small else {}
 
 
 def _service(request: Request) -> Service:
@@ -239,8 +246,8 @@ def _add_routes(app: FastAPI) -> None:
         append = _append(request)
         parse_content_length(request, service.max_upload_bytes)
         with service.uploads.take(project):
-            if expected is not None:
-                await _check_current(service.store, project, name, expected)
+            if expected:  # (0: the store decides, e.g. that a delta needs a base)
+                await check_current(service.store, project, name, expected)
             chunks = upload_chunks(
                 request, name, service.max_upload_bytes, service.limits.upload_idle_seconds
             )
@@ -270,7 +277,9 @@ def _add_routes(app: FastAPI) -> None:
         validate_name(name)
         tags = parse_etags(request.headers.get("if-none-match"))
         single = tags[0] if tags is not None and len(tags) == 1 else None
-        download = await service.store.aget(project, name, version, if_none_match=single)
+        download = await service.store.aget(
+            project, name, version, if_none_match=single, **service.read_options
+        )
         if (
             not download.not_modified
             and tags is not None
@@ -302,7 +311,9 @@ def _add_routes(app: FastAPI) -> None:
         deltas after ``after``, or the newest full snapshot and the deltas after it; 304 if
         ``after`` is already the target."""
         validate_name(name)
-        download = await service.store.aget_chain(project, name, after=after, version=version)
+        download = await service.store.aget_chain(
+            project, name, after=after, version=version, **service.read_options
+        )
         headers = _version_headers(download.version)
         if download.not_modified:
             await download.aclose()
@@ -378,17 +389,3 @@ def _append(request: Request) -> bool:
     if value not in (None, "0", "1"):
         raise InvalidArgumentError(f"{APPEND_HEADER} must be 1 (a delta) or 0, got {value[:20]!r}")
     return value == "1"
-
-
-async def _check_current(store: Store, project: str, name: str, expected: int) -> None:
-    """Refuse a conditional push that already lost before its body is read (the store checks
-    again when it commits: this only spares the loser's upload from being written)."""
-    info = await store.ahead(project, name)
-    current = info.version if info is not None else 0
-    if current != expected:
-        raise ConflictError(
-            f"index {name!r} is at version {current}, not the expected {expected}: "
-            "reload it (client.session or session.refresh) and push again",
-            expected=expected,
-            actual=current,
-        )

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 import orjson
 
-from ..errors import SnapshotError
+from ..errors import ConflictError, SnapshotError
 from ..snapshot import DELETED_SECTION, KEYWORDS_SECTION, SnapshotHeader, SnapshotReader
 from ..snapshot.documents import (
     INDEX_SECTION,
@@ -31,6 +31,7 @@ from ..snapshot.documents import (
     parse_indexed_documents,
 )
 from ..snapshot.keywords import decode_keywords
+from ..stores.base import Store
 
 #: Sections whose bytes are kept until the end (everything but the vectors, which are large).
 _KEPT = ("documents", INDEX_SECTION, "vectors_int8_scales", KEYWORDS_SECTION, DELETED_SECTION)
@@ -128,3 +129,17 @@ def _check_deleted(raw: bytes, count: int, upserted: Sequence[str]) -> None:
     both = set(deleted).intersection(upserted)
     if both:
         raise SnapshotError(f"snapshot id {min(both)!r} is both upserted and deleted")
+
+
+async def check_current(store: Store, project: str, name: str, expected: int) -> None:
+    """Refuse a conditional push that already lost before its body is read (the store checks
+    again when it commits: this only spares the loser's upload from being written)."""
+    info = await store.ahead(project, name)
+    current = info.version if info is not None else 0
+    if current != expected:
+        raise ConflictError(
+            f"index {name!r} is at version {current}, not the expected {expected}: "
+            "reload it (client.session or session.refresh) and push again",
+            expected=expected,
+            actual=current,
+        )

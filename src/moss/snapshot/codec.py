@@ -43,6 +43,7 @@ from .graph import HNSW_SECTIONS, graph_sections
 from .header import (
     FORMAT_VERSION,
     MAX_AUTHOR_BYTES,
+    MAX_COUNT,
     MAX_DIMENSION,
     MAX_HEADER_BYTES,
     MAX_MESSAGE_BYTES,
@@ -51,7 +52,6 @@ from .header import (
     SnapshotHeader,
     align,
     build_header,
-    check_text_field,
     checksum,
 )
 from .reader import (
@@ -104,6 +104,7 @@ def encode_snapshot(
     index: str = "flat",
     hnsw: HnswParams | dict[str, object] | None = None,
     graph: tuple[npt.ArrayLike, npt.ArrayLike] | None = None,
+    kind: str = "full",
 ) -> tuple[SnapshotHeader, _Chunks]:
     """Encode a full index version; return its header (total size included) and its chunks.
 
@@ -117,11 +118,14 @@ def encode_snapshot(
     readers need not rebuild it. ``author`` and ``message`` are optional free text stored in the
     header. ``index="hnsw"`` with its ``hnsw`` parameters records the index kind in the header,
     and ``graph`` (``Engine.export_all().graph``: FAISS's serialisation and the slot map) adds
-    the graph sections, so readers need not rebuild it. Raises :class:`InvalidArgumentError`
+    the graph sections, so readers need not rebuild it. ``kind="compaction"`` marks a full
+    snapshot whose state equals the version before it (readers holding that one skip it). Raises :class:`InvalidArgumentError`
     for inputs the format cannot hold.
     """
     array, fields = _common(index_name, model_id, model_artifact, vectors, chunk_size)
     count, dimension = array.shape
+    if kind not in ("full", "compaction"):
+        raise InvalidArgumentError(f"kind must be 'full' or 'compaction', got {kind!r}")
     if index not in ("flat", "hnsw"):
         raise InvalidArgumentError(f"index must be 'flat' or 'hnsw', got {index!r}")
     params = parse_params(hnsw) if index == "hnsw" else None
@@ -142,7 +146,7 @@ def encode_snapshot(
         sections.append((KEYWORDS_SECTION, [memoryview(keywords)]))
     if graph is not None:
         sections.extend((name, [byte_memory(part)]) for name, part in graph_sections(graph, count))
-    return _encode(sections, chunk_size, fields, array.shape, "full", author, message, hnsw=params)
+    return _encode(sections, chunk_size, fields, array.shape, kind, author, message, hnsw=params)
 
 
 def encode_delta(
@@ -159,12 +163,14 @@ def encode_delta(
     author: str | None = None,
     message: str | None = None,
     chunk_size: int = 8 << 20,
+    total_count: int | None = None,
 ) -> tuple[SnapshotHeader, _Chunks]:
     """Encode a delta: the documents upserted since a base version and the ids deleted.
 
     ``vectors`` has one row of ``dimension`` float32 per upserted id (zero rows is fine);
     ``deleted`` ids are unique and none is also upserted. Returns the header and the chunks,
-    like :func:`encode_snapshot`; raises :class:`InvalidArgumentError` for inputs the format
+    like :func:`encode_snapshot`; ``total_count`` (optional) records the index's document count
+    after the delta, as the pusher knows it, so listings need not replay the chain. Raises :class:`InvalidArgumentError` for inputs the format
     cannot hold.
     """
     if type(dimension) is not int or not 1 <= dimension <= MAX_DIMENSION:
@@ -194,8 +200,18 @@ def encode_delta(
         ("documents", [memoryview(documents)]),
         (DELETED_SECTION, [memoryview(orjson.dumps(removed))]),
     ]
+    if total_count is not None and (type(total_count) is not int or total_count > MAX_COUNT):
+        raise InvalidArgumentError(f"total_count must be an integer in 0..{MAX_COUNT}")
     return _encode(
-        sections, chunk_size, fields, array.shape, "delta", author, message, len(removed)
+        sections,
+        chunk_size,
+        fields,
+        array.shape,
+        "delta",
+        author,
+        message,
+        len(removed),
+        total_count=total_count,
     )
 
 
@@ -228,6 +244,7 @@ def _encode(
     message: str | None,
     deleted_count: int = 0,
     hnsw: HnswParams | None = None,
+    total_count: int | None = None,
 ) -> tuple[SnapshotHeader, _Chunks]:
     header, head = build_header(
         **fields,
@@ -236,11 +253,12 @@ def _encode(
         created_at=time.time(),
         sections=[(name, sum(map(len, parts)), _checksum_parts(parts)) for name, parts in sections],
         kind=kind,
-        author=check_text_field("author", author, MAX_AUTHOR_BYTES),
-        message=check_text_field("message", message, MAX_MESSAGE_BYTES),
+        author=_check_text_field("author", author, MAX_AUTHOR_BYTES),
+        message=_check_text_field("message", message, MAX_MESSAGE_BYTES),
         deleted_count=deleted_count,
         index_kind="flat" if hnsw is None else "hnsw",
         hnsw=hnsw,
+        total_count=total_count,
     )
     return header, _chunks(head, [parts for _, parts in sections], chunk_size)
 
@@ -265,6 +283,15 @@ def _chunks(head: bytes, sections: list[list[memoryview]], chunk_size: int) -> _
             padding = align(length) - length
             if padding:
                 yield bytes(padding)
+
+
+def _check_text_field(key: str, value: object, limit: int) -> str | None:
+    """Writer-side check of ``author`` / ``message``: None, or a string within ``limit`` bytes."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value.encode("utf-8", "surrogatepass")) > limit:
+        raise InvalidArgumentError(f"{key} must be a string of at most {limit} UTF-8 bytes")
+    return value or None
 
 
 def _check_model_field(name: str, value: object, *, allow_empty: bool) -> None:

@@ -24,7 +24,7 @@ MAGIC = b"MOSSSNAP"
 FORMAT_VERSION = 2
 #: Every format version this reader opens (1: full snapshots with dimension-major int8 blocks).
 READABLE_VERSIONS = (1, 2)
-KINDS = ("full", "delta")
+KINDS = ("full", "delta", "compaction")
 #: magic, format version u32, header length u32, xxh3_64 of the header JSON u64 (little-endian).
 PREFIX = struct.Struct("<8sIIQ")
 #: The part of the prefix every format version keeps, so any reader can name a newer version.
@@ -40,6 +40,7 @@ MAX_AUTHOR_BYTES = 256
 MAX_MESSAGE_BYTES = 4096
 CHECKSUM_ALGORITHM = "xxh3_64"
 REQUIRED_SECTIONS = {"full": ("vectors", "documents"), "delta": ("vectors", "documents", "deleted")}
+REQUIRED_SECTIONS["compaction"] = REQUIRED_SECTIONS["full"]
 #: Sections only a full snapshot may carry (a delta's readers re-quantise and re-tokenise).
 FULL_ONLY_SECTIONS: tuple[str, ...] = ("vectors_int8", "vectors_int8_scales", "keywords")
 FULL_ONLY_SECTIONS += ("documents_index", "hnsw_graph", "hnsw_slots")
@@ -71,7 +72,8 @@ class SnapshotHeader:
     sections: dict[str, SectionInfo]
     #: Offset of the end of the last section: the exact size of the blob in bytes.
     total_size: int
-    #: ``"full"`` (a whole index) or ``"delta"`` (changes since a base version).
+    #: ``"full"`` (a whole index), ``"delta"`` (changes since a base version) or
+    #: ``"compaction"`` (a whole index equal to the version before it).
     kind: str = "full"
     #: Who wrote the version and why (optional, free text), or None.
     author: str | None = None
@@ -81,6 +83,8 @@ class SnapshotHeader:
     #: How the index searches: ``"flat"`` (exact) or ``"hnsw"`` with these parameters.
     index_kind: str = "flat"
     hnsw: HnswParams | None = None
+    #: A delta's count of documents in the index after it, as its pusher saw it (or None).
+    total_count: int | None = None
 
 
 def align(offset: int) -> int:
@@ -108,6 +112,7 @@ def build_header(
     deleted_count: int = 0,
     index_kind: str = "flat",
     hnsw: HnswParams | None = None,
+    total_count: int | None = None,
 ) -> tuple[SnapshotHeader, bytes]:
     """Lay out ``sections`` (name, length, checksum) in order; return the header and the bytes
     that precede the first section (prefix, header JSON, zero padding)."""
@@ -132,6 +137,8 @@ def build_header(
         }
         if kind == "delta":
             fields["deleted_count"] = deleted_count
+            if total_count is not None:
+                fields["total_count"] = total_count
         index = index_field(index_kind, hnsw)
         if index is not None:
             fields["index"] = index
@@ -164,6 +171,7 @@ def build_header(
         deleted_count=deleted_count,
         index_kind="hnsw" if index is not None else "flat",
         hnsw=hnsw if index is not None else None,
+        total_count=total_count if kind == "delta" else None,
     )
     return header, head
 
@@ -238,6 +246,8 @@ def parse_header(
     dimension = _int_field(fields, "dimension", 1, MAX_DIMENSION)
     count = _int_field(fields, "count", 0, MAX_COUNT)
     deleted_count = _int_field(fields, "deleted_count", 0, MAX_COUNT) if kind == "delta" else 0
+    total = "total_count" in fields and kind == "delta"
+    total_count = _int_field(fields, "total_count", 0, MAX_COUNT) if total else None
     sections, total_size = _parse_sections(fields.get("sections"), PREFIX.size + len(raw), kind)
     vectors = sections["vectors"]
     if vectors.length != count * dimension * 4:
@@ -264,6 +274,7 @@ def parse_header(
         deleted_count=deleted_count,
         index_kind=index_kind,
         hnsw=hnsw,
+        total_count=total_count,
     )
 
 
@@ -288,15 +299,6 @@ def _optional_text(fields: dict[str, Any], key: str, limit: int) -> str | None:
         raise SnapshotError(
             f"snapshot header field {key!r} must be a string of at most {limit} UTF-8 bytes"
         )
-    return value or None
-
-
-def check_text_field(key: str, value: object, limit: int) -> str | None:
-    """Writer-side check of ``author`` / ``message``: None, or a string within ``limit`` bytes."""
-    if value is None:
-        return None
-    if not isinstance(value, str) or len(value.encode("utf-8", "surrogatepass")) > limit:
-        raise InvalidArgumentError(f"{key} must be a string of at most {limit} UTF-8 bytes")
     return value or None
 
 

@@ -12,14 +12,18 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from ..snapshot.chain import FRAME_PREFIX
 from .atomic import DEFAULT_ORPHAN_AGE, commit_file, sweep_temp_files, temporary_file
 
-_SUFFIX = {"full": ".snap", "delta": ".delta"}
+#: The kind of a cached version known to be a compaction skipped by a reader (an empty marker:
+#: its state equals the version before it).
+SKIPPED = "skipped"
+_SUFFIX = {"full": ".snap", "delta": ".delta", SKIPPED: ".skipped"}
+_KINDS = {suffix: kind for kind, suffix in _SUFFIX.items()}
 
 
 def default_cache_dir() -> Path:
@@ -67,7 +71,7 @@ class SnapshotCache:
     def open(self, location: str, project: str, name: str, version: int) -> BinaryIO | None:
         """Open a cached version's blob for reading, or None if it is not cached."""
         directory = self._dir(location, project, name)
-        for suffix in _SUFFIX.values():
+        for suffix in (_SUFFIX["full"], _SUFFIX["delta"]):
             with contextlib.suppress(FileNotFoundError):
                 return open(directory / f"{version}{suffix}", "rb")
         return None
@@ -143,12 +147,15 @@ class FrameTee:
             self._remaining -= take
             view = view[take:]
 
-    def commit(self, kinds: dict[int, str]) -> None:
-        """Make every complete frame visible under its version and kind (from the decoded chain)."""
+    def commit(self, kinds: dict[int, str], skipped: Iterable[int] = ()) -> None:
+        """Make every complete frame visible under its version and kind (from the decoded
+        chain), and mark the ``skipped`` versions (compactions a reader need not download)."""
         for version, path, handle in self._frames:
             if version in kinds:
                 target = self._directory / f"{version}{_SUFFIX[kinds[version]]}"
                 commit_file(handle, path, target, durable=False)
+        for version in skipped:
+            (self._directory / f"{version}{_SUFFIX[SKIPPED]}").touch()
 
 
 def _entries(directory: Path) -> list[tuple[int, str]]:
@@ -159,13 +166,13 @@ def _entries(directory: Path) -> list[tuple[int, str]]:
     found: dict[int, str] = {}
     for entry in names:
         stem, dot, suffix = entry.partition(".")
-        if dot and stem.isdigit() and f".{suffix}" in _SUFFIX.values():
-            found[int(stem)] = "full" if suffix == "snap" else "delta"
+        if dot and stem.isdigit() and f".{suffix}" in _KINDS:
+            found[int(stem)] = _KINDS[f".{suffix}"]
     return sorted(found.items())
 
 
 def _usable(entries: list[tuple[int, str]]) -> list[tuple[int, str]]:
-    """The newest full snapshot and the consecutive deltas that follow it."""
+    """The newest full snapshot and the consecutive deltas (or skipped compactions) after it."""
     fulls = [i for i, (_, kind) in enumerate(entries) if kind == "full"]
     if not fulls:
         return []

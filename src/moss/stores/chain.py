@@ -1,10 +1,11 @@
 """Version chains, written once for every store: which versions bring a reader to a target,
 the chain stream that carries them, which versions retention keeps, and the rules of delta puts.
 
-A stored version is a full snapshot or a delta on top of the version before it
-(``docs/snapshot-format.md``). A reader holding version A reaches version T with the deltas
-A+1..T when they are all kept and none is full; otherwise with the newest full snapshot F <= T
-and the deltas F+1..T. Stores list their kept versions as :class:`Entry` (number, kind, size);
+A stored version is a full snapshot, a delta on top of the version before it, or a compaction (a
+full snapshot equal to the version before it) (``docs/snapshot-format.md``). A reader holding
+version A reaches version T with the deltas A+1..T, skipping compactions, when they are all kept
+and none is an ordinary full snapshot; otherwise with the newest full snapshot or compaction
+F <= T and the deltas F+1..T. Stores list their kept versions as :class:`Entry` (number, kind, size);
 :func:`plan_chain` decides the frames, :func:`chain_flow` opens them through the store's own
 ``get`` (a flow, so sync and async share it), and :func:`chain_chunks` / :func:`achain_chunks`
 frame them (:func:`moss.snapshot.encode_frame_prefix`). A store that reads several blobs in one
@@ -15,10 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from ..errors import IndexNotFoundError, InvalidArgumentError, ModelMismatchError, SnapshotError
 from ..flow import Flow, Io, Step
@@ -28,6 +29,7 @@ from ..types import IndexInfo
 from .base import AsyncDownload, Download, check_version
 
 __all__ = [
+    "BASE_KINDS",
     "ChainPlan",
     "Entry",
     "achain_chunks",
@@ -40,6 +42,7 @@ __all__ = [
     "doc_count",
     "framed",
     "plan_chain",
+    "openable",
     "pruned",
     "with_chain_stats",
 ]
@@ -54,21 +57,18 @@ class Entry:
     size: int
 
 
+#: The kinds a cold open can start from (a compaction is a full snapshot too).
+BASE_KINDS = ("full", "compaction")
+
+
 @dataclass(frozen=True, slots=True)
 class ChainPlan:
-    """The frames that bring a reader to ``target``, oldest first (none: it is current)."""
+    """The frames that bring a reader to ``target``, oldest first. No frames: the reader is
+    current (``not_modified``), or only compactions lie between (it adopts ``target``)."""
 
     target: int
     frames: tuple[Entry, ...]
-
-    @property
-    def not_modified(self) -> bool:
-        return not self.frames
-
-
-def entries_of(infos: Iterable[IndexInfo]) -> list[Entry]:
-    """The entries of ``versions()``' answer."""
-    return [Entry(info.version, info.kind, info.size_bytes) for info in infos]
+    not_modified: bool = False
 
 
 def doc_count(header: SnapshotHeader) -> int:
@@ -77,8 +77,7 @@ def doc_count(header: SnapshotHeader) -> int:
     A delta's header says how many documents it upserts (``count``); a ``total_count`` field
     (the pusher's count after the change), when the header carries one, is the index's count.
     """
-    total = getattr(header, "total_count", None)
-    return total if isinstance(total, int) else header.count
+    return header.total_count if header.total_count is not None else header.count
 
 
 def plan_chain(
@@ -102,13 +101,18 @@ def plan_chain(
             f"index {name!r} has no version {target} (kept versions: {sorted(kept)})"
         )
     if after == target:
-        return ChainPlan(target, ())
+        return ChainPlan(target, (), not_modified=True)
+    bases = [e.version for e in entries if e.kind in BASE_KINDS and e.version <= target]
+    frames = [kept.get(number) for number in range(bases[-1] if bases else 1, target + 1)]
     if after is not None and after < target:
         wanted = [kept.get(number) for number in range(after + 1, target + 1)]
         if all(entry is not None and entry.kind != "full" for entry in wanted):
-            return ChainPlan(target, tuple(entry for entry in wanted if entry is not None))
-    bases = [entry.version for entry in entries if entry.kind == "full" and entry.version <= target]
-    frames = [kept.get(number) for number in range(bases[-1] if bases else 1, target + 1)]
+            # A compaction equals the version before it: a reader past that one skips it.
+            deltas = tuple(e for e in wanted if e is not None and e.kind == "delta")
+            # ... unless they outweigh the cold chain (a reader far behind).
+            cold = sum(e.size for e in frames if e is not None)
+            if not bases or None in frames or sum(e.size for e in deltas) <= cold:
+                return ChainPlan(target, deltas)
     if not bases or None in frames:
         # Retention keeps every version back to a full snapshot: only a race (a prune between
         # listing and reading) or damage by hand gets here.
@@ -119,12 +123,22 @@ def plan_chain(
     return ChainPlan(target, tuple(entry for entry in frames if entry is not None))
 
 
+class _Kinded(Protocol):
+    @property
+    def version(self) -> int: ...
+    @property
+    def kind(self) -> str: ...
+
+
+_Described = TypeVar("_Described", bound=_Kinded)
+
+
 def with_chain_stats(infos: Sequence[IndexInfo]) -> list[IndexInfo]:
     """Fill in ``chain_length``, ``chain_bytes`` and ``base_bytes`` of kept versions (ascending)."""
     out = []
     length = chain_bytes = base_bytes = 0
     for info in infos:
-        if info.kind == "full":
+        if info.kind in BASE_KINDS:
             length, chain_bytes, base_bytes = 0, 0, info.size_bytes
         else:
             length, chain_bytes = length + 1, chain_bytes + info.size_bytes
@@ -137,14 +151,34 @@ def with_chain_stats(infos: Sequence[IndexInfo]) -> list[IndexInfo]:
 
 
 def pruned(entries: Sequence[Entry], keep: int) -> list[int]:
-    """The versions retention drops: all but the newest ``keep`` and every version from the
-    newest full snapshot at or before the oldest of those (so each kept version opens)."""
+    """The versions retention drops, newest first: all but the newest ``keep`` and every
+    version from the newest full snapshot at or before the oldest of those. Removed in this
+    order, every version left opens at every instant (a killed prune leaves the oldest)."""
     if len(entries) <= keep:
         return []
     oldest = entries[-keep].version
-    bases = [entry.version for entry in entries if entry.kind == "full" and entry.version <= oldest]
+    bases = [e.version for e in entries if e.kind in BASE_KINDS and e.version <= oldest]
     floor = bases[-1] if bases else entries[0].version
-    return [entry.version for entry in entries if entry.version < floor]
+    return [entry.version for entry in reversed(entries) if entry.version < floor]
+
+
+def openable(entries: Sequence[_Described]) -> list[_Described]:
+    """The kept versions (ascending) that can be opened: each has a full snapshot (or
+    compaction) at or before it with every version between kept. Listings show only these (a
+    store damaged by hand, or by a prune killed before versions were pruned newest first, may
+    hold others)."""
+    out: list[_Described] = []
+    based = False
+    previous: int | None = None
+    for entry in entries:
+        if entry.kind in BASE_KINDS:
+            based = True
+        elif previous is None or entry.version != previous + 1:
+            based = False
+        previous = entry.version
+        if based:
+            out.append(entry)
+    return out
 
 
 # -- the rules of puts -------------------------------------------------------------------------
@@ -162,7 +196,13 @@ def check_put_mode(expected_version: int | None, append: bool) -> None:
 
 
 def check_put_kind(name: str, kind: str, expected_version: int | None, append: bool) -> None:
-    """Refuse a full snapshot with ``append`` and a delta without a base version."""
+    """Refuse a full snapshot with ``append``, a delta without a base version and a
+    compaction without the version it equals."""
+    if kind == "compaction" and (append or not expected_version):
+        raise InvalidArgumentError(
+            f"a compaction of index {name!r} equals the version before it: push it with "
+            "expected_version=N (that version), without append"
+        )
     if kind == "full" and append:
         raise InvalidArgumentError(
             f"append=True takes a delta, but the upload for index {name!r} is a full snapshot: "
@@ -219,9 +259,11 @@ def chain_flow(
     after: int | None,
     version: int | None,
     listing: Step[list[Entry]] | None = None,
+    chunk_size: int | None = None,
 ) -> Flow[tuple[ChainPlan, Opened]]:
     """Plan a chain from ``store.versions()`` (or from ``listing``, a store's cheaper step
-    listing the same entries) and open each frame with ``store.get(version=v)``.
+    listing the same entries) and open each frame with ``store.get(version=v)`` (passing
+    ``chunk_size`` when given: a store that takes it reads in chunks of that size).
 
     Every frame is opened before the first byte is sent, so a version pruned meanwhile is
     noticed while the plan can still change: then it lists and plans once more.
@@ -235,18 +277,19 @@ def chain_flow(
             infos = yield Io(
                 partial(store.versions, project, name), partial(store.aversions, project, name)
             )
-            entries = entries_of(infos)
+            entries = [Entry(i.version, i.kind, i.size_bytes) for i in infos]
         else:
             entries = yield listing
         plan = plan_chain(project, name, entries, after=after, version=version)
         opened: Opened = []
+        sized = {} if chunk_size is None else {"chunk_size": chunk_size}
         try:
             for entry in plan.frames:
                 opened.append(
                     (
                         yield Io(
-                            partial(store.get, project, name, entry.version),
-                            partial(store.aget, project, name, entry.version),
+                            partial(store.get, project, name, entry.version, **sized),
+                            partial(store.aget, project, name, entry.version, **sized),
                         )
                     )
                 )

@@ -43,9 +43,8 @@ from .chain import (
     chain_flow,
     check_put_kind,
     check_put_mode,
-    with_chain_stats,
 )
-from .chunks import AsyncChunks, NextChunk, aiter_sync
+from .chunks import CHUNK_SIZE, AsyncChunks, NextChunk, aiter_sync
 from .file_watch import Notifier, Wait
 
 __all__ = ["FileStore", "check_expected_version"]  # (the latter: still imported from here)
@@ -96,12 +95,12 @@ class FileStore:
     def sweep(self) -> int:
         """Remove orphaned uploads in every index of the store; return how many."""
         self._swept_at = time.monotonic()
-        removed = 0
         projects = self.root / "projects"
-        for project in layout.listing(projects):
-            for index in layout.listing(projects / project):
-                removed += sweep_temp_files(projects / project / index, self.orphan_age)
-        return removed
+        return sum(
+            sweep_temp_files(projects / project / index, self.orphan_age)
+            for project in layout.listing(projects)
+            for index in layout.listing(projects / project)
+        )
 
     # -- paths -----------------------------------------------------------------------------
 
@@ -206,11 +205,13 @@ class FileStore:
             self.sweep()  # uploads orphaned in indexes nobody pushes to again
         return layout.with_stats(directory, layout.info(name, version, header, header.total_size))
 
-    def _purge_if_expired(self, directory: Path) -> None:
-        """Delete an expired index's versions; cheap (one failed open) when there is no expiry."""
+    def _purge_if_expired(self, directory: Path) -> Path:
+        """Delete an expired index's versions; cheap (one failed open) when there is no expiry.
+        Return the directory."""
         if layout.expired(directory) and directory.is_dir():
             with layout.locked(directory):
                 file_commit.purge_if_expired(directory)
+        return directory
 
     def delete(self, project: str, name: str) -> bool:
         """Delete every version of the index; the version counter survives, so numbers are never reused."""
@@ -258,15 +259,17 @@ class FileStore:
         version: int | None = None,
         *,
         if_none_match: int | None = None,
+        chunk_size: int = CHUNK_SIZE,
     ) -> Download:
-        """Open the latest (or the given) version for reading; raise if absent."""
+        """Open the latest (or the given) version for reading; raise if absent. ``chunk_size``:
+        the size of each read (a server streaming to many slow clients reads small ones)."""
         if if_none_match is not None:
             check_version(if_none_match, "if_none_match", lowest=0)
         number, handle = self._open(project, name, version)
         if if_none_match is not None and number == if_none_match:
             handle.close()
             return Download(number, iter(()), not_modified=True)
-        return Download(number, layout.read_chunks(handle))
+        return Download(number, layout.read_chunks(handle, chunk_size))
 
     async def aget(
         self,
@@ -275,43 +278,52 @@ class FileStore:
         version: int | None = None,
         *,
         if_none_match: int | None = None,
+        chunk_size: int = CHUNK_SIZE,
     ) -> AsyncDownload:
         """Async twin of :meth:`get`."""
-        download = await asyncio.to_thread(
-            self.get, project, name, version, if_none_match=if_none_match
-        )
+        get = partial(self.get, if_none_match=if_none_match, chunk_size=chunk_size)
+        download = await asyncio.to_thread(get, project, name, version)
         return AsyncDownload(download.version, aiter_sync(download.chunks), download.not_modified)
 
     def get_chain(
-        self, project: str, name: str, *, after: int | None = None, version: int | None = None
+        self,
+        project: str,
+        name: str,
+        *,
+        after: int | None = None,
+        version: int | None = None,
+        chunk_size: int = CHUNK_SIZE,
     ) -> Download:
         """The chain stream that brings a reader to ``version`` (see :mod:`moss.stores.chain`)."""
-        plan, opened = run_sync(self._chain(project, name, after, version))
+        plan, opened = run_sync(self._chain(project, name, after, version, chunk_size))
         return Download(plan.target, chain_chunks(plan, opened), plan.not_modified)
 
     async def aget_chain(
-        self, project: str, name: str, *, after: int | None = None, version: int | None = None
+        self,
+        project: str,
+        name: str,
+        *,
+        after: int | None = None,
+        version: int | None = None,
+        chunk_size: int = CHUNK_SIZE,
     ) -> AsyncDownload:
         """Async twin of :meth:`get_chain`."""
-        plan, opened = await run_async(self._chain(project, name, after, version))
+        plan, opened = await run_async(self._chain(project, name, after, version, chunk_size))
         return AsyncDownload(plan.target, achain_chunks(plan, opened), plan.not_modified)
 
     def _chain(
-        self, project: str, name: str, after: int | None, version: int | None
+        self, project: str, name: str, after: int | None, version: int | None, chunk_size: int
     ) -> Flow[tuple[ChainPlan, list[Any]]]:
         # Planned from the listing and file sizes: no header is read until a frame is sent.
         listing = Offload(partial(self._kept_entries, self._index_dir(project, name)))
-        return chain_flow(self, project, name, after, version, listing)
+        return chain_flow(self, project, name, after, version, listing, chunk_size)
 
     def _kept_entries(self, directory: Path) -> builtins.list[Entry]:
-        self._purge_if_expired(directory)
-        return layout.kept_entries(directory)
+        return layout.kept_entries(self._purge_if_expired(directory))
 
     def latest_version(self, project: str, name: str) -> int:
         """The latest kept version, 0 if none (one directory listing, no file opened)."""
-        directory = self._index_dir(project, name)
-        self._purge_if_expired(directory)
-        kept = layout.kept_versions(directory)
+        kept = layout.kept_versions(self._purge_if_expired(self._index_dir(project, name)))
         return kept[-1] if kept else 0
 
     def watch(self, project: str, name: str, after: int, timeout: float) -> int | None:
@@ -355,17 +367,10 @@ class FileStore:
         return await asyncio.to_thread(self.head, project, name)
 
     def versions(self, project: str, name: str) -> builtins.list[IndexInfo]:
-        """Describe every kept version, oldest first."""
-        directory = self._index_dir(project, name)
-        self._purge_if_expired(directory)
-        infos = []
-        for version, kind in layout.kept_kinds(directory):
-            try:
-                with layout.open_version(directory, version, kind) as handle:
-                    infos.append(layout.info_from_file(name, version, handle))
-            except FileNotFoundError:
-                continue  # pruned meanwhile
-        return with_chain_stats(infos)
+        """Describe every kept version that can be opened, oldest first."""
+        return layout.describe_versions(
+            self._purge_if_expired(self._index_dir(project, name)), name
+        )
 
     async def aversions(self, project: str, name: str) -> builtins.list[IndexInfo]:
         """Async twin of :meth:`versions`."""
@@ -391,4 +396,4 @@ class FileStore:
         """Nothing to release: files are opened per call."""
 
     async def aclose(self) -> None:
-        """Nothing to release: files are opened per call."""
+        """Async twin of :meth:`close`."""

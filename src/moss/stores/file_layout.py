@@ -5,7 +5,8 @@ Layout (names are base32-encoded, never used raw, so case-insensitive file syste
 
     <root>/projects/<project>/<index>/
         v000000000007.snap    one immutable file per kept version: a full snapshot,
-        v000000000008.delta   or a delta on top of the version before it
+        v000000000008.delta   or a delta on top of the version before it,
+        v000000000009.compact or a compaction (a full snapshot equal to the version before it)
         counter               the highest version assigned before the last delete or expiry
                               (versions are never reused: the next is above it and every file)
         lock                  flock'ed by writers: puts, prunes and deletes are serialised
@@ -29,7 +30,7 @@ from ..errors import SnapshotError
 from ..snapshot.codec import SnapshotHeader, read_header
 from ..types import IndexInfo
 from .atomic import write_file_atomic
-from .chain import Entry, doc_count
+from .chain import BASE_KINDS, Entry, doc_count, openable, with_chain_stats
 from .chunks import CHUNK_SIZE
 
 
@@ -50,15 +51,14 @@ def decode_name(encoded: str) -> str | None:
 def version_file(version: int, kind: str = "full") -> str:
     """The file name of a version (the number zero-padded so names sort as numbers); the
     suffix says its kind, so listing the directory tells which versions are deltas."""
-    return f"v{version:012d}{DELTA_SUFFIX if kind == 'delta' else SNAP_SUFFIX}"
+    return f"v{version:012d}{SUFFIXES[kind]}"
 
 
-SNAP_SUFFIX = ".snap"
-DELTA_SUFFIX = ".delta"
+SUFFIXES = {"full": ".snap", "delta": ".delta", "compaction": ".compact"}
 
 
 def _parse_version_file(file_name: str) -> tuple[int, str] | None:
-    for suffix, kind in ((SNAP_SUFFIX, "full"), (DELTA_SUFFIX, "delta")):
+    for kind, suffix in SUFFIXES.items():
         if file_name.startswith("v") and file_name.endswith(suffix):
             digits = file_name[1 : -len(suffix)]
             if digits.isdigit():
@@ -92,7 +92,7 @@ def kept_versions(directory: Path) -> list[int]:
 
 def open_version(directory: Path, version: int, kind: str | None = None) -> BinaryIO:
     """Open a stored version's file, whatever its kind; ``FileNotFoundError`` if not kept."""
-    kinds = ("full", "delta") if kind is None else (kind,)
+    kinds = tuple(SUFFIXES) if kind is None else (kind,)
     for candidate in kinds:
         try:
             return open(directory / version_file(version, candidate), "rb")
@@ -145,11 +145,23 @@ def locked(directory: Path) -> Iterator[None]:
             fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
 
-def read_chunks(handle: BinaryIO) -> Iterator[bytes]:
+def read_chunks(handle: BinaryIO, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
     """The chunks of an open version file; closes it at the end (or when closed early)."""
     with handle:
-        while block := handle.read(CHUNK_SIZE):
+        while block := handle.read(chunk_size):
             yield block
+
+
+def describe_versions(directory: Path, name: str) -> list[IndexInfo]:
+    """Describe every kept version of an index directory that can be opened, oldest first."""
+    infos = []
+    for entry in openable(kept_entries(directory)):
+        try:
+            with open_version(directory, entry.version, entry.kind) as handle:
+                infos.append(info_from_file(name, entry.version, handle))
+        except FileNotFoundError:
+            continue  # pruned meanwhile
+    return with_chain_stats(infos)
 
 
 def info_from_file(name: str, version: int, handle: BinaryIO) -> IndexInfo:
@@ -190,7 +202,7 @@ def with_stats(directory: Path, described: IndexInfo) -> IndexInfo:
             size = (directory / version_file(version, kind)).stat().st_size
         except FileNotFoundError:
             break  # pruned meanwhile: the statistics describe what is left
-        if kind == "full":
+        if kind in BASE_KINDS:
             base_bytes = size
             break
         length, chain_bytes = length + 1, chain_bytes + size

@@ -219,8 +219,8 @@ def _float(value: object) -> float:
 
 
 def _kind(value: object) -> str:
-    if value not in ("full", "delta"):
-        raise ValueError(f"expected the kind 'full' or 'delta', got {value!r}")
+    if value not in ("full", "delta", "compaction"):
+        raise ValueError(f"expected the kind 'full', 'delta' or 'compaction', got {value!r}")
     return str(value)
 
 

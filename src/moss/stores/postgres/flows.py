@@ -29,6 +29,7 @@ from ..chain import (
     check_model,
     check_put_kind,
     check_put_mode,
+    openable,
     plan_chain,
     pruned,
     with_chain_stats,
@@ -241,7 +242,7 @@ class PostgresFlows(PostgresCore):
 
     def _versions_of(self, link: Link, project: str, name: str) -> Flow[builtins.list[IndexInfo]]:
         rows = yield link.all(self._sql.versions, (project, name))
-        return with_chain_stats([info_from_row(row) for row in rows])
+        return with_chain_stats(openable([info_from_row(row) for row in rows]))
 
     def _versions(self, link: Link, project: str, name: str) -> Flow[builtins.list[IndexInfo]]:
         project, name = self._key(project, name)
