@@ -478,3 +478,86 @@ def test_merge_pushes_of_a_new_session_and_into_a_deleted_index_never_give_up(
     result = second.push_index(merge=True)  # the index is gone: pushed whole, as new
     assert result.version == 3 and client.sync.versions("n")[-1].kind == "full"
     assert {d.id for d in client.sync.session("n").get_docs()} == {"d1", "d2", "d3"}
+
+
+def test_listings_report_the_index_size_after_a_delta(store_url: str) -> None:
+    client = MossClient(P, store=store_url)
+    session = client.sync.session("size", model_id="custom")
+    session.add_docs(docs(range(40), 8))
+    session.push_index()
+    session.add_docs(docs([40, 41], 8, seed=1))
+    session.delete_docs(["d0", "d1", "d2"])
+    session.push_index()
+    [info] = client.sync.list_indexes()
+    assert (info.version, info.kind, info.doc_count) == (2, "delta", 39)
+    assert [v.doc_count for v in client.sync.versions("size")] == [40, 39]
+
+
+class RacingStore(FileStore):
+    """A file store where another writer creates the index just before a put that expects it
+    absent (the race of two agents' first merge pushes)."""
+
+    racing = True
+
+    def put(self, project: str, name: str, chunks: Any, **kwargs: Any) -> Any:
+        if self.racing and kwargs.get("expected_version") == 0:
+            self.racing = False
+            rival = MossClient(project, store=FileStore(self.root)).sync.session(
+                name, model_id="custom"
+            )
+            rival.add_docs(docs([99], 8, tag="rival"))
+            rival.push_index()
+        return super().put(project, name, chunks, **kwargs)
+
+
+@pytest.mark.parametrize("deleted_first", [False, True])
+def test_a_merge_push_losing_the_creation_race_appends(tmp_path: Path, deleted_first: bool) -> None:
+    store = RacingStore(tmp_path / "store")
+    client = MossClient(P, store=store)
+    session = client.sync.session("race", model_id="custom")
+    session.add_docs(docs([1], 8))
+    if deleted_first:  # the session held a version; the index was deleted under it
+        store.racing = False
+        session.push_index()
+        client.sync.delete_index("race")
+        store.racing = True
+        session.add_docs(docs([2], 8))
+    result = session.push_index(merge=True)
+    stored = MossClient(P, store=FileStore(tmp_path / "store")).sync.session("race")
+    # Appended after the rival's version: its changes since the last push (what the delete
+    # removed stays removed), and the session then holds the stored state.
+    mine = "d2" if deleted_first else "d1"
+    assert set(state(stored)) == {"rival99", mine} and state(stored) == state(session)
+    assert result.version == stored.version and client.sync.versions("race")[-1].kind == "delta"
+
+
+def test_a_reader_refreshes_past_a_compaction_reading_only_deltas(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(refresh_policy, "COMPACT_CHAIN_LENGTH", 3)
+    monkeypatch.setattr(refresh_policy, "COMPACT_CHAIN_RATIO", 1e9)
+    monkeypatch.setattr(refresh_policy, "COMPACT_IN_PLACE_BYTES", 0)
+    counting = CountingStore(tmp_path / "store")
+    writer = MossClient(P, store=(tmp_path / "store").as_uri()).sync.session("t", model_id="custom")
+    writer.add_docs(docs(range(3000), 32))
+    writer.push_index()
+    reader = MossClient(P, store=counting).sync.session("t")
+    full = counting.read
+    for step in range(4):  # 2, 3, 4 deltas; then 5 a delta and 6 its compaction
+        writer.add_docs(docs([3000 + step], 32, seed=step))
+        writer.push_index(merge=step % 2 == 1)
+        before = counting.read
+        assert reader.refresh() and state(reader) == state(writer)
+        assert 0 < counting.read - before <= 16 * 1024, "a refresh downloaded more than a delta"
+    versions = MossClient(P, store=counting).sync.versions("t")
+    assert [v.kind for v in versions][-3:] == ["delta", "delta", "compaction"]
+    assert reader.version == writer.version == 6  # adopted the compaction, nothing to apply
+    writer.add_docs(docs([4000], 32, seed=9))
+    writer.push_index()  # 7, a delta after the compaction
+    before = counting.read
+    assert reader.refresh() and reader.version == 7 and state(reader) == state(writer)
+    assert counting.read - before <= 16 * 1024
+    before = counting.read
+    cold = MossClient(P, store=counting).sync.session("t")  # the compaction and one delta
+    assert state(cold) == state(writer) and full <= counting.read - before <= full + 16 * 1024
+    assert counting.read < 3 * full

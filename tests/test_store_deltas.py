@@ -22,8 +22,9 @@ from moss.errors import (
     InvalidArgumentError,
     ModelMismatchError,
 )
-from moss.snapshot import ChainReader, DeltaData, SnapshotData, encode_delta
+from moss.snapshot import ChainReader, DeltaData, SnapshotData, encode_delta, encode_snapshot
 from moss.stores import FileStore, Store
+from moss.stores.chain import Entry, openable, pruned
 from snapshots import snapshot_bytes
 
 P = "proj"
@@ -263,6 +264,131 @@ def test_a_frame_pruned_between_planning_and_reading_is_planned_again(tmp_path: 
     store.put(P, "g", [delta_bytes("g", ["a"])], append=True)
     target, frames, _ = read_chain(store, "g")  # planned 1..2; both gone when opened
     assert store.pruned and (target, frames) == (4, [(4, "full")])
+
+
+def compaction_bytes(name: str, seed: int = 0) -> bytes:
+    """A full snapshot marked as a compaction (a full snapshot equal to the version before)."""
+    _, chunks = encode_snapshot(
+        index_name=name,
+        model_id="custom",
+        model_artifact="",
+        vectors=np.random.default_rng(seed).standard_normal((3, 8)).astype(np.float32),
+        ids=[f"doc-{i}" for i in range(3)],
+        texts=["a", "b", "c"],
+        metadata=[None] * 3,
+        kind="compaction",
+    )
+    return b"".join(bytes(chunk) for chunk in chunks)
+
+
+def test_readers_holding_the_version_before_a_compaction_skip_it(store: Store) -> None:
+    store.put(P, "k", [snapshot_bytes("k")])
+    store.put(P, "k", [delta_bytes("k", ["a"])], expected_version=1)
+    store.put(P, "k", [delta_bytes("k", ["b"])], expected_version=2)
+    for wrong in ({}, {"append": True}, {"expected_version": 0}):
+        with pytest.raises(InvalidArgumentError, match="compaction"):
+            store.put(P, "k", [compaction_bytes("k")], **wrong)  # type: ignore[arg-type]
+    with pytest.raises(ConflictError):
+        store.put(P, "k", [compaction_bytes("k")], expected_version=2)
+    info = store.put(P, "k", [compaction_bytes("k")], expected_version=3)
+    assert (info.version, info.kind, info.chain_length) == (4, "compaction", 0)
+    store.put(P, "k", [delta_bytes("k", ["c"])], append=True)
+    assert kinds(store, "k") == [(1, "full"), (2, "delta"), (3, "delta"), (4, "compaction")] + [
+        (5, "delta")
+    ]
+    # Holding 3 (what the compaction equals) or older: only deltas, the compaction skipped.
+    assert read_chain(store, "k", after=3)[:2] == (5, [(5, "delta")])
+    assert read_chain(store, "k", after=2)[:2] == (5, [(3, "delta"), (5, "delta")])
+    target, frames, download = read_chain(store, "k", after=3, version=4)
+    assert (target, frames, download.not_modified) == (4, [], False)  # adopt 4, read nothing
+    # Cold opens start from the compaction.
+    assert read_chain(store, "k")[:2] == (5, [(4, "full"), (5, "delta")])
+    assert read_chain(store, "k", version=3)[1][0] == (1, "full")
+    head = store.head(P, "k")
+    assert head is not None and (head.chain_length, head.base_bytes) == (1, info.size_bytes)
+    # Retention keeps what openers need: the compaction is the base of the newest versions.
+    for i in range(5):
+        store.put(P, "k", [delta_bytes("k", [f"x{i}"])], append=True)  # 6..10
+    assert kinds(store, "k") == [(4, "compaction")] + [(v, "delta") for v in range(5, 11)]
+    assert read_chain(store, "k", version=6)[1][0] == (4, "full")
+
+
+def test_pruning_newest_first_keeps_every_remaining_version_openable() -> None:
+    """A prune killed after any unlink leaves only versions that open (it used to remove the
+    oldest first, leaving deltas whose full base was gone)."""
+    rng = np.random.default_rng(18)
+    for _ in range(200):
+        kinds_ = ["full"] + [
+            str(rng.choice(["full", "delta", "delta", "compaction"])) for _ in range(20)
+        ]
+        entries = [Entry(v, kind, 1) for v, kind in enumerate(kinds_, start=1)]
+        kept = list(entries)
+        for version in pruned(entries, int(rng.integers(1, 8))):
+            kept = [entry for entry in kept if entry.version != version]
+            assert openable(kept) == kept, (kinds_, version)
+
+
+def test_versions_list_only_versions_that_open(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "store")
+    store.put(P, "o", [snapshot_bytes("o")])
+    for i in range(3):
+        store.put(P, "o", [delta_bytes("o", [f"a{i}"])], append=True)
+    store.put(P, "o", [snapshot_bytes("o", seed=1)])
+    store.put(P, "o", [delta_bytes("o", ["b"])], append=True)
+    # What a prune killed by an older moss left: the base of versions 2..4 removed.
+    next((tmp_path / "store").rglob("v000000000001.snap")).unlink()
+    assert [info.version for info in store.versions(P, "o")] == [5, 6]
+    for info in store.versions(P, "o"):
+        read_chain(store, "o", version=info.version)
+
+
+def test_file_reads_take_the_chunk_size_asked(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "store")
+    blob = snapshot_bytes("s", count=500, dimension=64)
+    store.put(P, "s", [blob])
+    store.put(P, "s", [delta_bytes("s", ["a"], dimension=64)], append=True)
+    small = store.get(P, "s", 1, chunk_size=4096)
+    assert max(len(chunk) for chunk in small) == 4096
+    chain = store.get_chain(P, "s", chunk_size=4096)
+    pieces = list(chain)
+    assert b"".join(pieces)[16 : 16 + len(blob)] == blob
+    assert max(len(piece) for piece in pieces) == 4096
+    assert len(next(iter(store.get(P, "s", 1)))) == len(blob)  # local reads: one large chunk
+
+
+def test_http_puts_wait_out_a_busy_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """429 with Retry-After (the project's upload slots are taken): the put waits and sends its
+    body again (kept while sent, so even a generator's chunks can be resent)."""
+    import base64
+    import socket
+    import threading
+
+    from moss.stores.http import io
+    from service import Server
+
+    monkeypatch.setattr(io, "RETRY_AFTER_MAX", 1.0)  # the server asks for 5 s
+    key = "busy-server-key-0123456789abcdef"
+    env = {"MOSS_SERVE_MAX_UPLOADS_PER_PROJECT": "1"}
+    with Server(tmp_path / "server", keys={P: key}, env=env) as server:
+        store = server.store(key)
+        store.put(P, "busy", [snapshot_bytes("busy")])
+        auth = base64.b64encode(f"{P}:{key}".encode()).decode()
+        stalled = socket.create_connection(("127.0.0.1", server.port))
+        stalled.sendall(
+            f"PUT /v1/indexes/busy HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\n"
+            "Content-Length: 100000\r\n\r\n".encode()
+            + b"MOSSSNAP"
+        )
+        time.sleep(0.3)
+        threading.Timer(0.5, stalled.close).start()  # the slot frees after the first refusal
+        blob = delta_bytes("busy", ["late"])
+        started = time.monotonic()
+        info = store.put(
+            P, "busy", (blob[i : i + 100] for i in range(0, len(blob), 100)), append=True
+        )
+        assert info.version == 2 and time.monotonic() - started >= 0.5
+        assert state_of(store, "busy") == {"doc-0", "doc-1", "doc-2", "late"}
+        store.close()
 
 
 # -- other processes ---------------------------------------------------------------------------

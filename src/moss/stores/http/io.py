@@ -3,6 +3,7 @@ and failed answers turned into moss errors."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from typing import Any
 
@@ -69,29 +70,78 @@ def version_of(response: httpx.Response, if_none_match: int | None) -> int:
     )
 
 
+def retry_after(response: httpx.Response) -> float:
+    """The wait a 429/503 answer asks for: ``Retry-After`` seconds, at most
+    :data:`RETRY_AFTER_MAX` (a date, or none: a short wait), with a little jitter."""
+    try:
+        seconds = float(response.headers.get("retry-after", ""))
+    except ValueError:
+        seconds = RETRY_AFTER_DEFAULT
+    if not seconds >= 0:  # NaN or negative
+        seconds = RETRY_AFTER_DEFAULT
+    return min(seconds, RETRY_AFTER_MAX) * random.uniform(1.0, 1.2)
+
+
 def before_sending(exc: httpx.TransportError) -> bool:
     """Whether the request certainly never reached the server."""
     return isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
 
 
-class UploadBody:
-    """A request body streamed from snapshot chunks; records whether any of it was taken (so a
-    retry is safe or not). httpx pulls :meth:`sync` on a Client, :meth:`asynchronous` on an
-    AsyncClient."""
+#: The longest wait a ``Retry-After`` answer gets, and the wait when it names none.
+RETRY_AFTER_MAX = 5.0
+RETRY_AFTER_DEFAULT = 0.5
+#: An upload body up to this size is kept while it is sent, so it can be sent again.
+REPLAY_BYTES = 1 << 20
 
-    def __init__(self, chunks: AsyncChunks) -> None:
+
+class UploadBody:
+    """A request body streamed from snapshot chunks. It records whether any of it was taken and
+    keeps a copy of a small body (up to ``keep_bytes``), so a retry is safe (:attr:`replayable`).
+    httpx pulls :meth:`sync` on a Client, :meth:`asynchronous` on an AsyncClient."""
+
+    def __init__(self, chunks: AsyncChunks, keep_bytes: int = REPLAY_BYTES) -> None:
         self._chunks = chunks
         self.started = False
+        self._keep_bytes = keep_bytes
+        self._kept: list[bytes] | None = []
+        self._kept_size = 0
+        self._complete = False  # the whole body was taken and kept
+
+    @property
+    def replayable(self) -> bool:
+        """Whether the body can be sent (again) whole."""
+        return not self.started or self._complete
+
+    def _keep(self, chunk: bytes | memoryview) -> None:
+        if self._kept is not None:
+            self._kept_size += len(chunk)
+            if self._kept_size > self._keep_bytes:
+                self._kept = None  # too large to keep: a retry needs nothing sent yet
+            else:
+                self._kept.append(bytes(chunk))
 
     def sync(self) -> Iterator[bytes]:
+        if self._complete:
+            assert self._kept is not None
+            yield from self._kept
+            return
         for chunk in iter_chunks(self._chunks):  # type: ignore[arg-type]  # async input: async put
             self.started = True
+            self._keep(chunk)
             yield chunk  # type: ignore[misc]  # memoryviews are sent as they are, uncopied
+        self._complete = self._kept is not None
 
     async def asynchronous(self) -> AsyncIterator[bytes]:
+        if self._complete:
+            assert self._kept is not None
+            for kept in self._kept:
+                yield kept
+            return
         async for chunk in aiter_chunks(self._chunks):
             self.started = True
+            self._keep(chunk)
             yield chunk  # type: ignore[misc]  # memoryviews are sent as they are, uncopied
+        self._complete = self._kept is not None
 
 
 class DownloadBody:

@@ -2,8 +2,10 @@
 
 Every call authenticates with HTTP Basic (username = the project id of the call, password = the
 project key). Idempotent requests (get, head, list, versions, delete, watch) are retried with
-exponential backoff on connection errors and 5xx answers; a put is retried only when the
-connection failed before any of its body was sent. Each request is written once, as a flow
+exponential backoff on connection errors, 429 and 5xx answers (429/503: as ``Retry-After``
+says, up to a cap); a put is retried only when its body can be sent again whole (none of it
+sent yet, or small enough to keep) and the connection failed before sending or the server
+answered 429 or 503 (busy: it refuses before storing anything). Each request is written once, as a flow
 (:mod:`moss.flow`): the sync methods drive it on ``httpx.Client``, the async ones on
 ``httpx.AsyncClient``; neither runs an event loop for the other.
 """
@@ -33,6 +35,7 @@ from .io import (
     download_of,
     error_for,
     json_of,
+    retry_after,
     version_of,
 )
 from .wire import (
@@ -327,8 +330,8 @@ class HttpStore:
         """Send with retries; answer a 2xx/304 response (open if ``stream``), raise otherwise.
 
         Requests without a body are idempotent: retried with back-off on connection errors,
-        429 and 5xx. A body is a stream that cannot be replayed: a put is resent only when the
-        connection failed before any of it was sent.
+        429 and 5xx. A put is resent only if its body can be sent again whole and either the
+        connection failed before sending or the server answered 429 or 503.
         """
         send = Send(
             self._clients,
@@ -345,7 +348,7 @@ class HttpStore:
             try:
                 response: httpx.Response = yield send
             except httpx.TransportError as exc:
-                resend = body is None or (not body.started and before_sending(exc))
+                resend = body is None or (body.replayable and before_sending(exc))
                 if last or not resend:
                     raise self._unavailable(exc) from exc
                 yield Sleep(self._backoff(attempt))
@@ -356,10 +359,11 @@ class HttpStore:
                 yield Release(response)
             except httpx.TransportError as exc:
                 raise self._unavailable(exc) from exc
-            status = response.status_code
-            if last or body is not None or not (status >= 500 or status == 429):
+            status, replayable = response.status_code, body is None or body.replayable
+            busy = status in (429, 503)
+            if last or not replayable or not (busy or (body is None and status >= 500)):
                 raise error_for(response, self.location)
-            yield Sleep(self._backoff(attempt))
+            yield Sleep(retry_after(response) if busy else self._backoff(attempt))
         raise AssertionError("unreachable")  # pragma: no cover
 
     # -- request parts ---------------------------------------------------------------------
