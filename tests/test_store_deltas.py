@@ -293,9 +293,8 @@ def test_readers_holding_the_version_before_a_compaction_skip_it(store: Store) -
     info = store.put(P, "k", [compaction_bytes("k")], expected_version=3)
     assert (info.version, info.kind, info.chain_length) == (4, "compaction", 0)
     store.put(P, "k", [delta_bytes("k", ["c"])], append=True)
-    assert kinds(store, "k") == [(1, "full"), (2, "delta"), (3, "delta"), (4, "compaction")] + [
-        (5, "delta")
-    ]
+    stored = [(1, "full"), (2, "delta"), (3, "delta"), (4, "compaction"), (5, "delta")]
+    assert kinds(store, "k") == stored
     # Holding 3 (what the compaction equals) or older: only deltas, the compaction skipped.
     assert read_chain(store, "k", after=3)[:2] == (5, [(5, "delta")])
     assert read_chain(store, "k", after=2)[:2] == (5, [(3, "delta"), (5, "delta")])
