@@ -287,7 +287,7 @@ def test_readers_holding_the_version_before_a_compaction_skip_it(store: Store) -
     store.put(P, "k", [delta_bytes("k", ["b"])], expected_version=2)
     for wrong in ({}, {"append": True}, {"expected_version": 0}):
         with pytest.raises(InvalidArgumentError, match="compaction"):
-            store.put(P, "k", [compaction_bytes("k")], **wrong)  # type: ignore[arg-type]
+            store.put(P, "k", [compaction_bytes("k")], **wrong)
     with pytest.raises(ConflictError):
         store.put(P, "k", [compaction_bytes("k")], expected_version=2)
     info = store.put(P, "k", [compaction_bytes("k")], expected_version=3)
