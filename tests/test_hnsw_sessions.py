@@ -4,6 +4,7 @@ in place."""
 
 from __future__ import annotations
 
+import mmap
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 
 from moss import FileStore, InvalidArgumentError, MossClient, QueryOptions
 from moss.index.hnsw import GRAPH_MIN_ROWS, HnswGraph
+from service import Server
 
 DIM = 32
 COUNT = GRAPH_MIN_ROWS * 2
@@ -137,3 +139,44 @@ async def test_async_face_and_ef_search_per_query(
     for bad in (0, -3, 1.5, True, "64"):
         with pytest.raises(InvalidArgumentError, match="ef_search must be an integer"):
             await session.query("", QueryOptions(embedding=queries[0], ef_search=bad))  # type: ignore[arg-type]
+
+
+def mapped(array: Any) -> bool:
+    """Whether ``array`` views a memory-mapped file."""
+    while array is not None and not isinstance(array, mmap.mmap):
+        array = getattr(array, "obj", None) if isinstance(array, memoryview) else array.base
+    return array is not None
+
+
+def test_cached_versions_open_mapped(tmp_path: Path, corpus: tuple[Matrix, Matrix]) -> None:
+    vectors, queries = corpus
+    count = GRAPH_MIN_ROWS + 100
+    clients: list[MossClient] = []
+    with Server(tmp_path / "server", keys={"team": "k" * 24}) as server:
+
+        def client(cache: str) -> MossClient:
+            made = MossClient("team", "k" * 24, store=server.url, cache_dir=tmp_path / cache)
+            clients.append(made)
+            return made
+
+        writer = client("w").sync.session("far", model_id="custom", index="hnsw")
+        writer.add_arrays([f"d{i}" for i in range(count)], [""] * count, vectors[:count])
+        writer.push_index()
+        first = client("r").sync.session("far")  # downloads, keeping the version in its cache
+        engine = first._core.index.engine
+        assert engine is not None and not mapped(engine._store.vectors)
+        again = client("r").sync.session("far")  # a fresh client: from the cached file
+        engine = again._core.index.engine
+        assert engine is not None and mapped(engine._store.vectors)
+        assert again.index_kind == "hnsw" and engine._store.graph is not None
+        assert ids_of(again, queries[0]) == ids_of(first, queries[0])
+        # Writes copy first: the cached file stays as pushed for the next opener.
+        again.add_arrays(["new"], [""], queries[1:2])
+        again.delete_docs(["d1"])
+        assert ids_of(again, queries[1])[0] == "new" and not mapped(engine._store.vectors)
+        third = client("r").sync.session("far")
+        assert third.doc_count == count and third.sync.get_docs(["d1"])[0].id == "d1"
+        for session in (writer, first, again, third):
+            session.close()
+        for made in clients:
+            made.sync.close()

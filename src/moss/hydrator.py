@@ -11,7 +11,6 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
-from typing import BinaryIO
 
 from .embeddings import EmbeddingModel
 from .errors import IndexNotFoundError, ServiceUnavailableError, SnapshotError
@@ -28,10 +27,10 @@ from .loading import (
     full_pieces,
 )
 from .snapshot.chain import ChainReader
-from .snapshot.codec import DeltaData, SnapshotData, SnapshotHeader, SnapshotReader
+from .snapshot.codec import DeltaData, SnapshotData, SnapshotHeader
+from .snapshot.mapped import map_snapshot
 from .stores.base import AsyncDownload, Download, Store
 from .stores.cache import SKIPPED, FrameTee, SnapshotCache
-from .stores.chunks import CHUNK_SIZE
 
 Start = tuple[Engine, KeywordIndex | None]
 
@@ -287,15 +286,17 @@ class Hydrator:
         handle = self.cache.open(*where)
         if handle is None:
             return None
-        reader = SnapshotReader(expected_name=name)
+        with handle:
+            path = handle.name
+        # Mapped, not read: processes opening the same cached version share its pages. Cached
+        # files are only ever replaced by rename, never rewritten, so the mapping stays valid.
         try:
-            for block in _file_chunks(handle):
-                reader.feed(block)
-            data = reader.finish()
+            data = map_snapshot(path, expected_name=name)
         except SnapshotError:
             self.cache.discard(*where)
             return None
-        assert not isinstance(data, SnapshotHeader)
+        except FileNotFoundError:  # pruned since it was opened: as if not cached
+            return None
         check(number, data.header)
         return data
 
@@ -305,9 +306,3 @@ def loaded_from(fetched: Fetched) -> Loaded:
     assert fetched.start is not None and fetched.model is not None
     stats = ChainStats().then(fetched.frames)
     return assemble(fetched.model, fetched.start, fetched.deltas, fetched.version, stats)
-
-
-def _file_chunks(handle: BinaryIO) -> Iterator[bytes]:
-    with handle:
-        while block := handle.read(CHUNK_SIZE):
-            yield block
