@@ -180,3 +180,23 @@ def test_cached_versions_open_mapped(tmp_path: Path, corpus: tuple[Matrix, Matri
             session.close()
         for made in clients:
             made.sync.close()
+
+
+async def test_switching_a_stored_index_kind(tmp_path: Path, corpus: tuple[Matrix, Matrix]) -> None:
+    vectors, queries = corpus
+    count = GRAPH_MIN_ROWS + 100
+    client = client_at(tmp_path, "s")
+    flat = await client.session("kind", model_id="custom")
+    await flat.add_arrays([f"d{i}" for i in range(count)], [""] * count, vectors[:count])
+    await flat.push_index()
+    switched = await client.session("kind", index="hnsw", hnsw={"m": 16})
+    engine = switched._core.index.engine
+    assert engine is not None and engine._store.graph is not None and engine.hnsw is not None
+    assert engine.hnsw.m == 16
+    await switched.push_index()
+    assert (await client_at(tmp_path, "t").session("kind")).index_kind == "hnsw"
+    back = await client.session("kind", index="flat")
+    engine = back._core.index.engine
+    assert back.index_kind == "flat" and engine is not None and engine._store.graph is None
+    found = await back.query("", QueryOptions(top_k=10, alpha=1.0, embedding=queries[2]))
+    assert {d.id for d in found.docs} == exact_top(vectors[:count], queries[2])

@@ -8,13 +8,14 @@ import threading
 import time
 import weakref
 from collections.abc import Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from .embeddings import EmbeddingModel
 from .errors import IndexNotFoundError, InvalidArgumentError, ModelMismatchError
-from .flow import Flow, run_async, run_sync
+from .flow import Flow, Offload, run_async, run_sync
 from .history import diff_flow
 from .hydrator import Hydrator
 from .index.engine import PRECISIONS
@@ -150,7 +151,9 @@ class MossClient:
             if precision is not None:
                 loaded.engine.set_precision(precision)
             if index is not None:
-                loaded.engine.set_index(index, params)
+                # Switching a stored flat index to hnsw builds its graph: minutes at 1M rows,
+                # so in a worker thread under an event loop.
+                yield Offload(partial(loaded.engine.set_index, index, params))
             bound, engine, keywords = loaded.model, loaded.engine, loaded.keywords
             number, stale, chain = loaded.version, loaded.stale, loaded.chain
         logger.info("opened index %r of %s at version %d", name, where, number)
