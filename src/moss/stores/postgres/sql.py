@@ -10,7 +10,7 @@ Tables, in one PostgreSQL schema (``moss`` unless the URL says ``?schema=...``):
                     and the visible version (0 once deleted); locked FOR UPDATE by writers;
                     ``expires_at`` (schema 2): when the index counts as deleted (put with ttl)
     versions        one row per kept version: its summary and the id of its bytes;
-                    ``kind`` (full or delta), ``author``, ``message``, ``model_artifact``
+                    ``kind`` (full, delta or compaction), ``author``, ``message``, ``model_artifact``
                     (schema 3; NULL artifact: written before, not compared)
     chunks          the bytes of each version, in rows of 8000 bytes stored in place
                     (``STORAGE PLAIN``: one row fills one 8 KiB page, see ``ROW_BYTES``)
