@@ -563,3 +563,34 @@ def test_a_reader_refreshes_past_a_compaction_reading_only_deltas(
     cold = MossClient(P, store=counting).sync.session("t")  # the compaction and one delta
     assert state(cold) == state(writer) and full <= counting.read - before <= full + 16 * 1024
     assert counting.read < 3 * full
+
+
+def test_a_cached_reader_through_moss_serve_skips_a_compaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(refresh_policy, "COMPACT_CHAIN_LENGTH", 2)
+    monkeypatch.setattr(refresh_policy, "COMPACT_CHAIN_RATIO", 1e9)
+    monkeypatch.setattr(refresh_policy, "COMPACT_IN_PLACE_BYTES", 0)
+    key = "compaction-skip-key-0123456789ab"
+    with contextlib.ExitStack() as stack:
+        server = stack.enter_context(Server(tmp_path / "server", keys={P: key}))
+        writer = stack.enter_context(MossClient(P, key, store=server.url, cache_dir=tmp_path / "w"))
+        counting = CountingHttp(server.url, project_key=key)
+        stack.callback(counting.close)
+        session = writer.sync.session("cs", model_id="custom")
+        session.add_docs(docs(range(2000), 32))
+        session.push_index()
+        reader = MossClient(P, key, store=counting, cache_dir=tmp_path / "rc")
+        reader.sync.session("cs")
+        full = counting.read
+        for step in range(3):  # versions 2, 3, then 4 and its compaction 5
+            session.add_docs(docs([2000 + step], 32, seed=step))
+            session.push_index()
+        kinds = [v.kind for v in writer.sync.versions("cs")]
+        assert kinds == ["full", "delta", "delta", "delta", "compaction"]
+        again = reader.sync.session("cs")  # the deltas after the cached version 1 only
+        assert again.version == 5 and state(again) == state(session)
+        assert 0 < counting.read - full <= 16 * 1024
+        before = counting.read
+        third = reader.sync.session("cs")  # the cache knows 5 equals 4: nothing downloaded
+        assert (third.version, counting.read) == (5, before) and state(third) == state(session)
