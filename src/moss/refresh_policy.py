@@ -113,8 +113,9 @@ class SessionState:
         author: str | None = None,
         message: str | None = None,
     ) -> Flow[PushResult | None]:
-        """Push a delta of the change log when there is a base and the chain is short, else a
-        full snapshot; with ``only_if_changed``, None if nothing changed."""
+        """Push a delta of the change log when there is a base, followed by a compaction when
+        the chain behind it is long; else (or when a small index's chain is long) a full
+        snapshot. With ``only_if_changed``, None if nothing changed."""
         ttl = check_ttl(ttl)
         self.check_open()
         if merge and expected_version is not None:
@@ -144,7 +145,7 @@ class SessionState:
                         yield from send(delta=False, expected=None)  # a plain push replaces
                 else:
                     yield from send(delta=False, expected=expected_version)
-                if due:
+                if due and self.chain.length:  # (0: the push above replaced the index)
                     yield from self.compact(send)
             elif merge:
                 try:  # the first push, or nothing changed: only if nobody pushed meanwhile
