@@ -145,7 +145,9 @@ class SessionState:
                         yield from send(delta=False, expected=None)  # a plain push replaces
                 else:
                     yield from send(delta=False, expected=expected_version)
-                if due and self.chain.length:  # (0: the push above replaced the index)
+                # Confirmed by the chain as the store counts it now: another writer may have
+                # compacted since this session last looked (or the push replaced the index).
+                if due and self.chain.length and self.compact_due():
                     yield from self.compact(send)
             elif merge:
                 try:  # the first push, or nothing changed: only if nobody pushed meanwhile
