@@ -1,14 +1,16 @@
 """Lazily decoded document columns: a JSON list kept as bytes, decoded value by value.
 
 A column opened from a snapshot's documents section (see :mod:`moss.snapshot.documents`) stays
-a view of its raw bytes until it is read: a query decodes its results only, a filter, a write or
-an export decodes the whole column at once.
+a view of its raw bytes until it is read: a query decodes its results only, a filter or an export
+decodes the whole column at once. Writes go to an overlay (values replaced by row, values
+appended after the snapshot's), so applying a small delta to a freshly opened index costs what
+it writes, not a decode of every value.
 """
 
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Generic, TypeVar, overload
 
 import numpy as np
@@ -27,18 +29,24 @@ class LazyColumn(Sequence[_T], Generic[_T]):
     """A column of the documents section, decoded value by value as it is read.
 
     ``materialize()`` decodes the whole column at once (one ``orjson.loads``, checked like an
-    eagerly parsed column), which is faster than reading every value.
+    eagerly parsed column), which is faster than reading every value. Rows can be replaced,
+    appended and popped like a list's; those values are kept apart and never encoded.
     """
 
-    __slots__ = ("_bounds", "_check", "_raw")
+    __slots__ = ("_appended", "_bounds", "_check", "_count", "_raw", "_replaced")
 
     def __init__(self, raw: bytes, bounds: npt.NDArray[np.int64], check: Any) -> None:
         self._raw = raw
         self._bounds = bounds
         self._check = check
+        # The first _count values of the snapshot are rows (pops from the end lower it), the
+        # ones in _replaced by row override them, and rows from _count on are in _appended.
+        self._count = len(bounds) - 1
+        self._replaced: dict[int, _T] = {}
+        self._appended: list[_T] = []
 
     def __len__(self) -> int:
-        return len(self._bounds) - 1
+        return self._count + len(self._appended)
 
     @overload
     def __getitem__(self, i: int) -> _T: ...
@@ -52,6 +60,10 @@ class LazyColumn(Sequence[_T], Generic[_T]):
             i += len(self)
         if not 0 <= i < len(self):
             raise IndexError("document index out of range")
+        if i >= self._count:
+            return self._appended[i - self._count]
+        if i in self._replaced:
+            return self._replaced[i]
         literal = self._raw[self._bounds[i] : self._bounds[i + 1] - 1]
         try:
             value = orjson.loads(literal)
@@ -70,14 +82,51 @@ class LazyColumn(Sequence[_T], Generic[_T]):
 
     __hash__ = None  # type: ignore[assignment]
 
+    def __setitem__(self, i: int, value: _T) -> None:
+        i = operator.index(i)
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError("document index out of range")
+        if i >= self._count:
+            self._appended[i - self._count] = value
+        else:
+            self._replaced[i] = value
+
+    def append(self, value: _T) -> None:
+        self._appended.append(value)
+
+    def extend(self, values: Iterable[_T]) -> None:
+        self._appended.extend(values)
+
+    def pop(self) -> _T:
+        """Remove and return the last value."""
+        if self._appended:
+            return self._appended.pop()
+        if not self._count:
+            raise IndexError("pop from an empty column")
+        value = self[self._count - 1]
+        self._count -= 1
+        self._replaced.pop(self._count, None)
+        return value
+
     def materialize(self) -> list[_T]:
         """Every value, as a new list."""
+        column = self._decode_all()
+        del column[self._count :]
+        for row, value in self._replaced.items():
+            column[row] = value
+        column.extend(self._appended)
+        return column
+
+    def _decode_all(self) -> list[_T]:
+        """Every value of the snapshot's column, checked."""
         with gc_paused():
             try:
                 column = orjson.loads(self._raw[self._bounds[0] - 1 : self._bounds[-1]])
             except orjson.JSONDecodeError as exc:
                 raise SnapshotError(f"snapshot documents column is not valid JSON: {exc}") from exc
-        if not isinstance(column, list) or len(column) != len(self):
+        if not isinstance(column, list) or len(column) != len(self._bounds) - 1:
             raise SnapshotError("snapshot documents column does not match its index")
         self._check(column)
         return column

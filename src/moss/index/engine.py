@@ -45,6 +45,7 @@ from .hnsw import INDEX_KINDS, GraphParts, HnswGraph, HnswParams, hnsw_params, m
 from .quantize import Int8Codes, Int8Index
 from .rows import DocumentRows, StoredDoc
 from .search_plan import check_ef_search, choose_ranker
+from .vector_blocks import VectorBlocks
 
 __all__ = ["INDEX_KINDS", "PRECISIONS", "Engine", "EngineExport", "HnswParams", "StoredDoc"]
 
@@ -156,13 +157,11 @@ class Engine:
         if len(rows) != count:
             raise InvalidArgumentError("document ids must be unique; found duplicates")
         store = engine._store
-        store.vectors = vectors
+        store.blocks = VectorBlocks.adopt(vectors)  # never written: may be read-only
         store.ids = ids if type(ids) is list else list(ids)
         store.texts = texts if type(texts) in (list, LazyColumn) else list(texts)
         store.metadata = metadata if type(metadata) in (list, LazyColumn) else list(metadata)
         store.row_of = rows
-        # A read-only array (np.frombuffer over bytes) cannot be written in place.
-        store.shared = not vectors.flags.writeable
         if precision == "int8":
             if int8 is not None:
                 store.int8 = Int8Index.from_codes(int8, count, engine._dimension)
@@ -291,7 +290,7 @@ class Engine:
         """Copies of the stored vectors of ``ids``, in order; unknown ids are skipped."""
         with self._lock:
             rows = [r for r in map(self._store.row_of.get, ids) if r is not None]
-            return self._store.vectors[rows]  # fancy indexing copies
+            return self._store.take(rows)
 
     def search(
         self,

@@ -158,7 +158,7 @@ def rank_int8(
     picks = []
     for query, columns in zip(queries, candidates(approx, wanted), strict=True):
         rows = columns if subset is None else subset[columns]
-        exact: Matrix = np.einsum("ij,j->i", store.vectors[rows], query)  # see _product
+        exact: Matrix = np.einsum("ij,j->i", store.take(rows), query)  # see _product
         picks.append(top(store, exact, rows, top_k, min_score))
     return picks
 
@@ -179,7 +179,7 @@ def rank_graph(
     picks = []
     found = store.graph.candidates(queries, wanted, ef_search, subset)
     for query, rows in zip(queries, found, strict=True):
-        exact: Matrix = np.einsum("ij,j->i", store.vectors[rows], query)  # see _product
+        exact: Matrix = np.einsum("ij,j->i", store.take(rows), query)  # see _product
         picks.append(top(store, exact, rows, top_k, min_score))
     return picks
 
@@ -189,11 +189,11 @@ def _scores(store: DocumentRows, queries: Matrix, subset: Rows | None) -> Matrix
     count = len(store)
     scores: Matrix
     if subset is None:
-        scores = _product(queries, store.vectors[:count])
+        scores = store.blocks.scores(queries, _product)
     elif len(subset) <= GATHER_FRACTION * count:
-        scores = _product(queries, np.take(store.vectors, subset, axis=0))
+        scores = _product(queries, store.take(subset))
     else:
-        scores = _product(queries, store.vectors[:count])[:, subset]
+        scores = store.blocks.scores(queries, _product)[:, subset]
     return scores
 
 

@@ -1,13 +1,15 @@
 """The engine's storage: one row per document across a vector matrix, ids, texts and metadata.
 
-Vectors live in one numpy float32 matrix with spare capacity (doubling, so appends are amortised
-O(1)); row ``i`` belongs to ``ids[i]``, ``texts[i]`` and ``metadata[i]``, and ``row_of`` maps each
-id to its row. Deleting moves the last row into the hole, so the first ``len(rows)`` rows are
-always dense and a search is one product over a view: no second copy of the vectors exists.
+Vectors live in :class:`~moss.index.vector_blocks.VectorBlocks`: one float32 matrix with spare
+capacity for an engine built by writes; for one opened from a snapshot, the decoded vectors as a
+base that is never written, plus the rows written since. Row ``i`` belongs to ``ids[i]``,
+``texts[i]`` and ``metadata[i]``, and ``row_of`` maps each id to its row. Deleting moves the last
+row into the hole, so rows stay dense and a search is one product per block.
 
 Texts and metadata opened from a snapshot stay :class:`~moss.index.columns.LazyColumn` views of
-its bytes, decoded per value as results are returned, until a write, a filter or an export turns
-them into lists. Not thread-safe on its own: the engine calls it under its lock.
+its bytes, decoded per value as results are returned; writes go to their overlays, and a filter
+or an export turns them into lists. So the first write after an open costs what it writes. Not
+thread-safe on its own: the engine calls it under its lock.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy.typing as npt
 
 from .columns import LazyColumn
 from .quantize import Int8Index
+from .vector_blocks import VectorBlocks
 
 if TYPE_CHECKING:
     from .hnsw import HnswGraph
@@ -29,8 +32,6 @@ __all__ = ["DocumentRows", "StoredDoc"]
 
 T = TypeVar("T")
 Matrix = npt.NDArray[np.float32]
-
-_MIN_CAPACITY = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,30 +44,36 @@ class StoredDoc:
 
 
 class DocumentRows:
-    """Dense rows of documents with copy-on-write vectors and optional int8 codes."""
+    """Dense rows of documents with their vectors and optional int8 codes."""
 
     def __init__(self, dimension: int, int8: bool = False) -> None:
         self.dimension = dimension
         self.int8: Int8Index | None = Int8Index(dimension) if int8 else None
         # The HNSW graph of an hnsw engine once it has one (see moss.index.hnsw), kept in step.
         self.graph: HnswGraph | None = None
-        self.vectors: Matrix = np.empty((0, dimension), dtype=np.float32)
+        self.blocks = VectorBlocks(dimension)
         self.ids: list[str] = []
         # Lists, or LazyColumns of a snapshot's documents (decoded per value as they are read)
-        # until the first write or whole-column read turns them into lists.
+        # until a whole-column read turns them into lists.
         self.texts: list[str] | LazyColumn[str] = []
         self.metadata: list[dict[str, Any] | None] | LazyColumn[dict[str, Any] | None] = []
         self.row_of: dict[str, int] = {}
-        # True while rows [0:len] of self.vectors may be seen by someone else (an export, or a
-        # read-only array handed to from_arrays): the next in-place write copies the matrix first.
-        self.shared = False
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def matrix(self) -> Matrix:
-        """The live rows of the vector matrix (a view)."""
-        return self.vectors[: len(self.ids)]
+        """The live rows of the vector matrix as one contiguous view (may copy them once)."""
+        return self.blocks.matrix()
+
+    @property
+    def vectors(self) -> Matrix:
+        """:meth:`matrix` (for tests and tools that read the stored vectors)."""
+        return self.blocks.matrix()
+
+    def take(self, rows: Sequence[int] | npt.NDArray[np.intp]) -> Matrix:
+        """Copies of the vectors of ``rows``, in order."""
+        return self.blocks.take(rows)
 
     def doc(self, row: int) -> StoredDoc:
         return StoredDoc(self.ids[row], self.texts[row], self.metadata[row])
@@ -93,14 +100,13 @@ class DocumentRows:
         """Add new documents and replace existing ones (last occurrence wins); (added, updated)."""
         # Last occurrence wins: a dict keeps the last index written for each id (built in C).
         last = dict(zip(ids, range(len(ids)), strict=True))
-        self.lists()
         rows = self.row_of
         if len(last) == len(ids) and rows.keys().isdisjoint(last):
             self._append_new(ids, texts, metadata, vectors, last)
             return len(ids), 0
         new = [i for doc_id, i in last.items() if doc_id not in rows]
         old = [i for doc_id, i in last.items() if doc_id in rows] if len(new) < len(last) else []
-        self._reserve(len(self.ids) + len(new))  # may raise: nothing changed yet
+        self.blocks.reserve(len(self.ids) + len(new))  # may raise: nothing changed yet
         if old:
             self._update_rows(old, ids, texts, metadata, vectors)
         if new:
@@ -110,50 +116,15 @@ class DocumentRows:
     def delete(self, ids: Iterable[str]) -> int:
         """Delete documents by id; return how many existed. Unknown ids are ignored."""
         deleted = 0
-        self.lists()
         for doc_id in ids:
             row = self.row_of.get(doc_id)
             if row is None:
                 continue
-            if self.shared:
-                self._unshare()
             self._remove_row(doc_id, row)
             deleted += 1
         if deleted:
-            self._shrink()
+            self.blocks.shrink()
         return deleted
-
-    def _reserve(self, needed: int) -> None:
-        """Grow the matrix so it holds ``needed`` rows (amortised O(1) per appended row)."""
-        capacity = self.vectors.shape[0]
-        if needed <= capacity:
-            return
-        if not self.shared:
-            # In place when no one else holds the matrix (numpy refuses otherwise, checking its
-            # references): the allocator moves the pages (mremap) instead of copying them, so
-            # there is never a second matrix and a quarter of headroom keeps appends amortised.
-            # Measured adding 1M x 384 in batches of 100k: doubling copies took 13 of 18 s.
-            try:
-                self.vectors.resize(
-                    (max(needed, capacity + capacity // 4, _MIN_CAPACITY), self.dimension)
-                )
-                return
-            except ValueError:  # viewed or adopted: copy
-                pass
-        grown = np.empty((max(needed, 2 * capacity, _MIN_CAPACITY), self.dimension), np.float32)
-        count = len(self.ids)
-        grown[:count] = self.vectors[:count]
-        # The old matrix now belongs to whoever still views it (an export): nothing is shared.
-        self.vectors = grown
-        self.shared = False
-
-    def _unshare(self) -> None:
-        """Copy the matrix before an in-place write, so an exported view stays unchanged."""
-        count = len(self.ids)
-        copy = np.empty_like(self.vectors)
-        copy[:count] = self.vectors[:count]
-        self.vectors = copy
-        self.shared = False
 
     def _update_rows(
         self,
@@ -163,11 +134,9 @@ class DocumentRows:
         metadata: Sequence[dict[str, Any] | None],
         vectors: Matrix,
     ) -> None:
-        if self.shared:
-            self._unshare()
         rows = [self.row_of[ids[i]] for i in batch]
-        self.vectors[rows] = vectors[batch]
-        stored_texts, stored_metadata = self.lists()
+        self.blocks.assign(rows, vectors[batch])
+        stored_texts, stored_metadata = self.texts, self.metadata
         if self.int8 is not None:
             self.int8.assign(rows, vectors[batch], self.matrix())
         if self.graph is not None:
@@ -187,24 +156,19 @@ class DocumentRows:
         whole: bool,
     ) -> None:
         start = len(self.ids)
-        stored_texts, stored_metadata = self.lists()
+        added = vectors if whole else vectors[batch]
         # Rows past the current count are never part of an export's view: no copy needed.
+        self.blocks.append(added)
         if whole:
-            self.vectors[start : start + len(batch)] = vectors
             self.ids.extend(ids)
-            stored_texts.extend(texts)
-            stored_metadata.extend(metadata)
+            self.texts.extend(texts)
+            self.metadata.extend(metadata)
         else:
-            self.vectors[start : start + len(batch)] = vectors[batch]
             self.ids.extend([ids[i] for i in batch])
-            stored_texts.extend([texts[i] for i in batch])
-            stored_metadata.extend([metadata[i] for i in batch])
+            self.texts.extend([texts[i] for i in batch])
+            self.metadata.extend([metadata[i] for i in batch])
         self.row_of.update(zip(self.ids[start:], range(start, len(self.ids)), strict=True))
-        end = len(self.ids)
-        if self.int8 is not None:
-            self.int8.append(self.vectors[start:end], self.vectors[:end])
-        if self.graph is not None:
-            self.graph.append(start, self.vectors[start:end])
+        self._appended(start, added)
 
     def _append_new(
         self,
@@ -216,32 +180,35 @@ class DocumentRows:
     ) -> None:
         """Append a batch of new, distinct ids: column-wise, no per-document Python loop."""
         start = len(self.ids)
-        self._reserve(start + len(ids))
-        stored_texts, stored_metadata = self.lists()
-        self.vectors[start : start + len(ids)] = vectors
+        self.blocks.append(vectors)  # may raise: nothing changed yet
         self.ids.extend(ids)
-        stored_texts.extend(texts)
-        stored_metadata.extend(metadata)
+        self.texts.extend(texts)
+        self.metadata.extend(metadata)
         if not self.row_of:
             self.row_of = positions  # rows are the batch positions: adopt the dict as it is
         else:
             self.row_of.update(zip(ids, range(start, start + len(ids)), strict=True))
-        end = len(self.ids)
+        self._appended(start, vectors)
+
+    def _appended(self, start: int, vectors: Matrix) -> None:
+        """Keep the int8 codes and the graph in step with rows appended from ``start``."""
+        vectors = np.ascontiguousarray(vectors)
         if self.int8 is not None:
-            self.int8.append(self.vectors[start:end], self.vectors[:end])
+            # The codes may need every row (to calibrate again): one contiguous matrix.
+            self.int8.append(vectors, self.matrix())
         if self.graph is not None:
-            self.graph.append(start, self.vectors[start:end])
+            self.graph.append(start, vectors)
 
     def _remove_row(self, doc_id: str, row: int) -> None:
         """Move the last row into ``row`` so rows stay dense (O(1) per delete)."""
         last = len(self.ids) - 1
-        texts, metadata = self.lists()
+        texts, metadata = self.texts, self.metadata
         del self.row_of[doc_id]
         if self.graph is not None:
             self.graph.remove(row, last)
         if row != last:
             moved = self.ids[last]
-            self.vectors[row] = self.vectors[last]
+            self.blocks.move(last, row)
             self.ids[row] = moved
             texts[row] = texts[last]
             metadata[row] = metadata[last]
@@ -251,24 +218,16 @@ class DocumentRows:
         self.ids.pop()
         texts.pop()
         metadata.pop()
+        self.blocks.truncate(last)
         if self.int8 is not None:
             self.int8.truncate(last)
-
-    def _shrink(self) -> None:
-        """Give memory back after mass deletes (keeps 2x headroom, so no thrashing)."""
-        count, capacity = len(self.ids), self.vectors.shape[0]
-        if capacity > 4 * max(count, _MIN_CAPACITY):
-            self.vectors = self.vectors[: max(2 * count, _MIN_CAPACITY)].copy()
-            self.shared = False
 
     # --- snapshot ---------------------------------------------------------------------------
 
     def export(self) -> tuple[Matrix, list[str], list[str], list[dict[str, Any] | None]]:
         """A read-only view of the vectors (copied before the next in-place write) and shallow
         copies of the lists."""
-        view = self.matrix()
-        view.flags.writeable = False
-        self.shared = True
+        view = self.blocks.export()
         texts, metadata = self.lists()
         return view, list(self.ids), list(texts), list(metadata)
 
