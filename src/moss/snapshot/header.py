@@ -137,8 +137,7 @@ def build_header(
         }
         if kind == "delta":
             fields["deleted_count"] = deleted_count
-            if total_count is not None:
-                fields["total_count"] = total_count
+            fields.update({} if total_count is None else {"total_count": total_count})
         index = index_field(index_kind, hnsw)
         if index is not None:
             fields["index"] = index
