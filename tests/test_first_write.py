@@ -233,3 +233,15 @@ def test_an_append_after_deleting_the_last_row_keeps_an_export() -> None:
     engine.delete(["d19"])  # no row moves: nothing written yet
     engine.upsert(["new"], ["new"], [None], unit(rng, 1))  # would land on the exported row 19
     np.testing.assert_array_equal(view, before)
+
+
+def test_engines_opened_from_the_same_columns_write_apart(tmp_path: Path) -> None:
+    rng = np.random.default_rng(11)
+    first = opened(tmp_path, unit(rng, 10))
+    store = first._store
+    assert isinstance(store.texts, LazyColumn) and isinstance(store.metadata, LazyColumn)
+    second = Engine.from_arrays(store.blocks.base, list(store.ids), store.texts, store.metadata)
+    first.upsert(["d1", "new"], ["changed", "new"], [{"i": 1}, None], unit(rng, 2))
+    first.delete(["d2"])
+    assert len(second) == 10 and second.get(["d1"])[0].text == "text 1 v1"
+    assert [d.text for d in second.get()] == [f"text {i} v1" for i in range(10)]

@@ -82,6 +82,14 @@ class LazyColumn(Sequence[_T], Generic[_T]):
 
     __hash__ = None  # type: ignore[assignment]
 
+    def copy(self) -> LazyColumn[_T]:
+        """A column of the same values whose writes are its own (the bytes are shared)."""
+        column = LazyColumn[_T](self._raw, self._bounds, self._check)
+        column._count = self._count
+        column._replaced = dict(self._replaced)
+        column._appended = list(self._appended)
+        return column
+
     def __setitem__(self, i: int, value: _T) -> None:
         i = operator.index(i)
         if i < 0:

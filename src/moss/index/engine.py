@@ -32,7 +32,7 @@ import itertools
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -52,6 +52,7 @@ __all__ = ["INDEX_KINDS", "PRECISIONS", "Engine", "EngineExport", "HnswParams", 
 #: Vector precisions an engine can search in: exact float32, or int8 codes re-ranked in float32.
 PRECISIONS = ("float32", "int8")
 
+T = TypeVar("T")
 Matrix = npt.NDArray[np.float32]
 Rows = npt.NDArray[np.intp]
 
@@ -133,7 +134,9 @@ class Engine:
 
         ``vectors`` is (n, d) float32, C-contiguous and normalised; ``ids`` are unique. The lists
         are adopted as they are: the caller must not use them afterwards. Texts and metadata may
-        be :class:`LazyColumn` views of a snapshot, decoded only as they are read. With
+        be :class:`LazyColumn` views of a snapshot, decoded only as they are read (the engine
+        writes to a copy of each, so several engines may open the same columns). ``vectors`` are
+        never written (they may be read-only, and shared): writes go beside them. With
         ``precision="int8"``, stored ``int8`` codes of these vectors are adopted (else the
         vectors are quantised, ~0.2 s per 100k x 384); with ``"float32"`` codes are ignored.
         With ``index="hnsw"``, a deserialised ``graph`` of these rows is adopted (else one is
@@ -159,8 +162,8 @@ class Engine:
         store = engine._store
         store.blocks = VectorBlocks.adopt(vectors)  # never written: may be read-only
         store.ids = ids if type(ids) is list else list(ids)
-        store.texts = texts if type(texts) in (list, LazyColumn) else list(texts)
-        store.metadata = metadata if type(metadata) in (list, LazyColumn) else list(metadata)
+        store.texts = _adopt(texts)
+        store.metadata = _adopt(metadata)
         store.row_of = rows
         if precision == "int8":
             if int8 is not None:
@@ -379,6 +382,14 @@ class Engine:
             return EngineExport(
                 vectors, ids, texts, metadata, int8, self.index_kind, self._hnsw, graph
             )
+
+
+def _adopt(column: Sequence[T]) -> list[T] | LazyColumn[T]:
+    """A list as it is; a lazy column as a copy of its own (several engines may open the same
+    decoded snapshot, and each one's writes go to its own overlay); anything else as a list."""
+    if type(column) is list:
+        return column
+    return column.copy() if isinstance(column, LazyColumn) else list(column)
 
 
 def _filter_key(filter: Mapping[str, Any] | None) -> bytes | None:
