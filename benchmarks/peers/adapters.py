@@ -126,6 +126,14 @@ class Moss(Peer):
         options = QueryOptions(top_k=TOP_K, embedding=query, alpha=1.0)
         return [doc.id for doc in handle.sync.query("", options).docs]
 
+    def search_batch(self, handle: Any, queries: Matrix) -> list[list[str]]:
+        from moss import QueryOptions
+
+        # One query_many: one matrix product for the batch (what a user with a batch calls).
+        options = QueryOptions(top_k=TOP_K, alpha=1.0)
+        results = handle.sync.query_many(None, options, embeddings=queries)
+        return [[doc.id for doc in result.docs] for result in results]
+
     def search_filtered(self, handle: Any, query: Matrix) -> list[str]:
         from moss import QueryOptions
 
