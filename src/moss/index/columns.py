@@ -20,7 +20,7 @@ import orjson
 from ..errors import SnapshotError
 from .gc_pause import gc_paused
 
-__all__ = ["LazyColumn"]
+__all__ = ["LazyColumn", "adopt_column"]
 
 _T = TypeVar("_T")
 
@@ -138,3 +138,11 @@ class LazyColumn(Sequence[_T], Generic[_T]):
             raise SnapshotError("snapshot documents column does not match its index")
         self._check(column)
         return column
+
+
+def adopt_column(column: Sequence[_T]) -> list[_T] | LazyColumn[_T]:
+    """A column for an engine to own: a list as it is, a lazy column as a copy whose writes are
+    its own (several engines may open the same decoded snapshot), anything else as a list."""
+    if type(column) is list:
+        return column
+    return column.copy() if isinstance(column, LazyColumn) else list(column)

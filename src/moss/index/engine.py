@@ -32,14 +32,14 @@ import itertools
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import orjson
 
 from ..errors import InvalidArgumentError
-from .columns import LazyColumn
+from .columns import LazyColumn, adopt_column
 from .filters import Filter, compile_filter
 from .hnsw import INDEX_KINDS, GraphParts, HnswGraph, HnswParams, hnsw_params, maintain_graph
 from .quantize import Int8Codes, Int8Index
@@ -52,7 +52,6 @@ __all__ = ["INDEX_KINDS", "PRECISIONS", "Engine", "EngineExport", "HnswParams", 
 #: Vector precisions an engine can search in: exact float32, or int8 codes re-ranked in float32.
 PRECISIONS = ("float32", "int8")
 
-T = TypeVar("T")
 Matrix = npt.NDArray[np.float32]
 Rows = npt.NDArray[np.intp]
 
@@ -134,9 +133,8 @@ class Engine:
 
         ``vectors`` is (n, d) float32, C-contiguous and normalised; ``ids`` are unique. The lists
         are adopted as they are: the caller must not use them afterwards. Texts and metadata may
-        be :class:`LazyColumn` views of a snapshot, decoded only as they are read (the engine
-        writes to a copy of each, so several engines may open the same columns). ``vectors`` are
-        never written (they may be read-only, and shared): writes go beside them. With
+        be :class:`LazyColumn` views of a snapshot, decoded only as they are read. Vectors and
+        lazy columns are never written (engines may share them): writes go beside them. With
         ``precision="int8"``, stored ``int8`` codes of these vectors are adopted (else the
         vectors are quantised, ~0.2 s per 100k x 384); with ``"float32"`` codes are ignored.
         With ``index="hnsw"``, a deserialised ``graph`` of these rows is adopted (else one is
@@ -162,8 +160,8 @@ class Engine:
         store = engine._store
         store.blocks = VectorBlocks.adopt(vectors)  # never written: may be read-only
         store.ids = ids if type(ids) is list else list(ids)
-        store.texts = _adopt(texts)
-        store.metadata = _adopt(metadata)
+        store.texts = adopt_column(texts)
+        store.metadata = adopt_column(metadata)
         store.row_of = rows
         if precision == "int8":
             if int8 is not None:
@@ -382,14 +380,6 @@ class Engine:
             return EngineExport(
                 vectors, ids, texts, metadata, int8, self.index_kind, self._hnsw, graph
             )
-
-
-def _adopt(column: Sequence[T]) -> list[T] | LazyColumn[T]:
-    """A list as it is; a lazy column as a copy of its own (several engines may open the same
-    decoded snapshot, and each one's writes go to its own overlay); anything else as a list."""
-    if type(column) is list:
-        return column
-    return column.copy() if isinstance(column, LazyColumn) else list(column)
 
 
 def _filter_key(filter: Mapping[str, Any] | None) -> bytes | None:

@@ -143,9 +143,11 @@ class VectorBlocks:
 
     def assign(self, rows: Sequence[int], vectors: Matrix) -> None:
         """Overwrite ``rows`` (each < count) with ``vectors``."""
+        split = len(self.base)
+        if not self.plain and len(self.patch_rows) + len(rows) > self._patch_limit():
+            self.fold()  # a big batch: one copy now rather than patches and a copy later
         if self.exported:
             self._unshare()
-        split = len(self.base)
         if self.plain:
             self.tail[rows] = vectors
             return
@@ -154,12 +156,18 @@ class VectorBlocks:
                 self.tail[row - split] = vector
             else:
                 self._patch(row, vector)
-        if len(self.patch_rows) > max(_MIN_CAPACITY, _PATCH_FRACTION * split):
-            self.fold()
+
+    def _patch_limit(self) -> float:
+        return max(_MIN_CAPACITY, _PATCH_FRACTION * len(self.base))
 
     def move(self, source: int, target: int) -> None:
         """Copy row ``source`` over row ``target``."""
-        self.assign([target], self.take([source]))
+        if not self.plain:
+            self.assign([target], self.take([source]))
+            return
+        if self.exported:
+            self._unshare()
+        self.tail[target] = self.tail[source]
 
     def truncate(self, count: int) -> None:
         """Forget the rows from ``count`` on."""
