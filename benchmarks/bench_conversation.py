@@ -13,13 +13,14 @@ end. The index starts from ``--size`` documents with random ``--dim`` vectors
 (``model_id="custom"``: no embedding model is in the timings).
 
 The conversation runs twice in one run: with deltas (what pushes do now), and with every push a
-full snapshot (``refresh_policy.COMPACT_CHAIN_LENGTH = 0``: what every push did before issue 18).
+full snapshot (``refresh_policy.COMPACT_CHAIN_LENGTH = 0`` with ``COMPACT_IN_PLACE_BYTES`` past
+any size: what every push did before issue 18).
 For each: total push time, total refresh time, bytes written by the pushes (the stored size of
-each version) and bytes read by the refreshes, and the ratios full / delta. With deltas, a push
-still writes a full snapshot once the chain reaches ``refresh_policy.COMPACT_CHAIN_LENGTH`` (64)
-deltas; that compaction is counted in the totals (``full_snapshots_pushed``), and the reader's
-next refresh downloads that snapshot. A one-document push on the file store is mostly fsyncs,
-so its time follows the disk's load.
+each version) and bytes read by the refreshes, and the ratios full / delta. With deltas, the
+push that finds the chain at ``refresh_policy.COMPACT_CHAIN_LENGTH`` (64) deltas also stores a
+compaction (a full snapshot of the state it just pushed, counted in ``compactions_pushed`` and
+in the bytes written); readers holding the version before it skip it. A one-document push on
+the file store is mostly fsyncs, so its time follows the disk's load.
 """
 
 from __future__ import annotations
@@ -186,9 +187,8 @@ def converse(url: str, index: str, temp: Path, turns: int, size: int, dim: int) 
     assert final["turn"] == turns
     pushes = [ms for a in agents for ms in a.handler.push_ms]
     refreshes = [ms for a in agents for ms in a.refresh_ms]
-    # Each push put one version: split the pushes that compacted (a full snapshot) from deltas.
+    # A push stores one version, or two when it compacts (its delta, then a "compaction").
     kinds = [kind for a in agents for kind in a.store.kinds]
-    deltas = [ms for ms, kind in zip(pushes, kinds, strict=True) if kind != "full"]
     assert len(pushes) == turns, f"{len(pushes)} pushes for {turns} turns"
     checker = MossClient(store=url, cache_dir=temp / "check").sync
     versions = checker.versions(index)
@@ -203,8 +203,8 @@ def converse(url: str, index: str, temp: Path, turns: int, size: int, dim: int) 
         "push_median_ms": statistics.median(pushes),
         "push_max_ms": max(pushes),
         "full_snapshots_pushed": kinds.count("full"),
-        "delta_pushes": len(deltas),
-        "delta_push_total_s": sum(deltas) / 1000,
+        "compactions_pushed": kinds.count("compaction"),
+        "deltas_pushed": kinds.count("delta"),
         "push_bytes": sum(a.store.written for a in agents),
         "refreshes": len(refreshes),
         "refresh_total_s": sum(refreshes) / 1000,
@@ -232,16 +232,18 @@ def main() -> None:
     temp = Path(tempfile.mkdtemp(prefix="moss-bench-conversation-"))
     url = (temp / "store").as_uri()
     results: dict[str, Any] = {}
-    saved = refresh_policy.COMPACT_CHAIN_LENGTH
+    saved = refresh_policy.COMPACT_CHAIN_LENGTH, refresh_policy.COMPACT_IN_PLACE_BYTES
     for mode in ("delta", "full"):
         index = f"conversation-{mode}"
         seed(url, index, temp / f"seed-{mode}", args.size, args.dim)
         if mode == "full":
-            refresh_policy.COMPACT_CHAIN_LENGTH = 0  # every push a whole snapshot: before deltas
+            # Every push a whole snapshot in place of its delta: what every push did before deltas.
+            refresh_policy.COMPACT_CHAIN_LENGTH = 0
+            refresh_policy.COMPACT_IN_PLACE_BYTES = 1 << 62
         try:
             results[mode] = converse(url, index, temp / mode, args.turns, args.size, args.dim)
         finally:
-            refresh_policy.COMPACT_CHAIN_LENGTH = saved
+            refresh_policy.COMPACT_CHAIN_LENGTH, refresh_policy.COMPACT_IN_PLACE_BYTES = saved
         print(f"{mode}: {json.dumps(results[mode])}", flush=True)
     delta, full = results["delta"], results["full"]
     ratios = {

@@ -10,8 +10,8 @@ index of ``--n`` documents with custom ``--dim`` vectors and one reader session 
 - full push / cold open: the whole index pushed (a full snapshot) and opened by a new client;
 - delta push: the writer adds one document and pushes (a delta), median of ``--repeat``;
 - refresh: the reader's ``refresh()`` after each such push (it applies the delta in place),
-  median; the first refresh after an open is reported on its own (``first_refresh_ms``): it
-  pays one-time costs of the freshly decoded index (see the README of benchmarks/results);
+  median; the first refresh after an open is reported on its own (``first_refresh_ms``: it is
+  the first write to a freshly decoded index, which once paid a copy of it);
 - bytes: the stored size of each version (what a push writes or sends) and the bytes the
   reader's chain downloads hand out.
 

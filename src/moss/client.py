@@ -239,7 +239,8 @@ class MossClient:
         return await self.store.alist(self.project_id)
 
     async def versions(self, index_name: str) -> list[IndexInfo]:
-        """Every kept version of an index, oldest first: its kind (``"full"`` or ``"delta"``),
+        """Every kept version of an index that can be opened, oldest first: its kind (``"full"``,
+        ``"delta"``, or ``"compaction"``: a full snapshot equal to the version before it),
         ``author``, ``message``, ``created_at``, documents and size (empty if it does not exist)."""
         return await self.store.aversions(self.project_id, validate_name(index_name))
 

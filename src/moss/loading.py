@@ -124,9 +124,9 @@ class Loaded:
 class Decoded:
     """The immutable pieces of one decoded full snapshot; each session opened from it gets its own engine.
 
-    The vectors are read-only (an engine copies them before its first in-place write) and lazy
-    columns are immutable views, so opening again costs the id list, the id map and the keyword
-    index, not a decode: a re-open of an unchanged 100k index drops from ~0.5 s to milliseconds.
+    The vectors are read-only (an engine writes new and changed rows to its own blocks) and each
+    engine gets its own overlay over the shared lazy columns, so opening again costs the id list,
+    the id map and the keyword index, not a decode: a re-open of an unchanged 100k index drops from ~0.5 s to milliseconds.
     """
 
     version: int

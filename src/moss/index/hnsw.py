@@ -20,15 +20,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from ..errors import InvalidArgumentError
-
-if TYPE_CHECKING:
-    from .rows import DocumentRows
 
 __all__ = [
     "GRAPH_MIN_ROWS",
@@ -121,8 +118,18 @@ def hnsw_params(index: object, hnsw: HnswParams | Mapping[str, Any] | None) -> H
     return None if index == "flat" else parse_params(hnsw)
 
 
+class GraphHolder(Protocol):
+    """What keeps a graph beside its rows (the engine's row store)."""
+
+    graph: HnswGraph | None
+
+    def __len__(self) -> int: ...
+
+    def matrix(self) -> npt.NDArray[np.float32]: ...
+
+
 def maintain_graph(
-    store: DocumentRows, params: HnswParams | None, previous: HnswParams | None = None
+    store: GraphHolder, params: HnswParams | None, previous: HnswParams | None = None
 ) -> None:
     """Keep ``store.graph`` as ``params`` want it: none for flat; dropped when a build parameter
     changed since ``previous``; built once the index has :data:`GRAPH_MIN_ROWS` rows; rebuilt

@@ -48,7 +48,6 @@ from .header import (
     MAX_HEADER_BYTES,
     MAX_MESSAGE_BYTES,
     MAX_MODEL_FIELD,
-    SectionInfo,
     SnapshotHeader,
     align,
     build_header,
@@ -62,6 +61,7 @@ from .reader import (
     decode_snapshot,
     read_header,
 )
+from .sections import SectionInfo
 
 __all__ = [
     "FORMAT_VERSION",

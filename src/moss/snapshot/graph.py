@@ -18,7 +18,7 @@ from ..errors import InvalidArgumentError, SnapshotError
 from ..index.hnsw import GraphParts, HnswParams, load_graph, parse_params
 
 if TYPE_CHECKING:
-    from .header import SectionInfo
+    from .sections import SectionInfo
 
 #: The optional sections of an hnsw index: FAISS's serialisation, then the slot-to-row map.
 HNSW_SECTIONS = ("hnsw_graph", "hnsw_slots")

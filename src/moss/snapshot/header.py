@@ -19,6 +19,7 @@ from ..errors import InvalidArgumentError, SnapshotError
 from ..index.hnsw import HnswParams
 from ..validation import validate_name
 from .graph import check_graph_sections, index_field, parse_index_field
+from .sections import SectionInfo
 
 MAGIC = b"MOSSSNAP"
 FORMAT_VERSION = 2
@@ -47,15 +48,6 @@ FULL_ONLY_SECTIONS += ("documents_index", "hnsw_graph", "hnsw_slots")
 
 _CHECKSUM_PATTERN = re.compile(r"[0-9a-f]{16}")
 _SECTION_NAME_PATTERN = re.compile(r"[a-z0-9_.-]{1,64}")
-
-
-@dataclass(frozen=True)
-class SectionInfo:
-    """Where a section lies in the blob (absolute offset from byte 0) and its xxh3_64 digest."""
-
-    offset: int
-    length: int
-    checksum: str
 
 
 @dataclass(frozen=True)

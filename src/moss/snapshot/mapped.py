@@ -34,7 +34,7 @@ def map_snapshot(
     """Open the version stored in the file at ``path``, mapping its vectors and int8 codes.
 
     ``SnapshotData.vectors`` (and ``.int8.codes``) are then read-only views of the file: an
-    engine adopting them copies them before its first write (``Engine.from_arrays`` does). The
+    engine adopting them never writes them (new and changed rows go to its own blocks). The
     file must not be modified in place while mapped (stores replace files by renaming, which
     leaves the mapping on the old file). The documents, keyword index and graph are read into
     memory (FAISS keeps its own copy of a graph). A delta is decoded as usual. Raises
