@@ -56,9 +56,14 @@ def docs(ids: range | list[int], dim: int, seed: int = 0, tag: str = "d") -> lis
 
 
 class CountingStore(FileStore):
-    """A file store that counts the bytes its chain downloads hand out."""
+    """A file store that counts the bytes of the chains it hands out (streamed or mapped)."""
 
     read = 0
+
+    def chain_paths(self, *args: Any, **kwargs: Any) -> Any:
+        target, files = super().chain_paths(*args, **kwargs)
+        self.read += sum(path.stat().st_size for _, _, path in files)
+        return target, files
 
     def get_chain(self, *args: Any, **kwargs: Any) -> Download:
         download = super().get_chain(*args, **kwargs)

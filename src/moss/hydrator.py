@@ -31,6 +31,7 @@ from .snapshot.codec import DeltaData, SnapshotData, SnapshotHeader
 from .snapshot.mapped import map_snapshot
 from .stores.base import AsyncDownload, Download, Store
 from .stores.cache import SKIPPED, FrameTee, SnapshotCache
+from .stores.file import FileStore
 
 Start = tuple[Engine, KeywordIndex | None]
 
@@ -141,6 +142,10 @@ class Hydrator:
         ``after`` missing from a chain of deltas are compactions (equal to the version before):
         skipped, and remembered as such by the cache."""
         store, project = self.store, self.project
+        if isinstance(store, FileStore):
+            mapped = partial(self._mapped_chain, store, name, after, version, check)
+            got: tuple[int, list[Frame]] | None = yield Offload(mapped)
+            return got
         download = yield Io(
             lambda: store.get_chain(project, name, after=after, version=version),
             lambda: store.aget_chain(project, name, after=after, version=version),
@@ -160,6 +165,36 @@ class Hydrator:
         if not frames and not skipped:
             raise SnapshotError(f"the store sent an empty chain for index {name!r}")
         return download.version, frames
+
+    def _mapped_chain(
+        self,
+        store: FileStore,
+        name: str,
+        after: int | None,
+        version: int | None,
+        check: ModelCheck | None,
+    ) -> tuple[int, list[Frame]] | None:
+        """A file store's chain, its files mapped instead of streamed, so processes that open
+        the same version share its pages; None if ``after`` is current."""
+        for attempt in range(2):
+            target, files = store.chain_paths(self.project, name, after=after, version=version)
+            if target == after:
+                return None
+            try:
+                frames = [
+                    (number, map_snapshot(path, expected_name=name)) for number, _, path in files
+                ]
+            except FileNotFoundError:  # pruned after planning: plan again, once
+                if attempt:
+                    raise IndexNotFoundError(
+                        f"version {target} of index {name!r} was pruned while it was opened: retry"
+                    ) from None
+                continue
+            if check is not None:
+                for number, data in frames:
+                    check(number, data.header)
+            return target, frames
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _split(self, name: str, frames: list[Frame]) -> tuple[Start | None, list[Frame]]:
         """The full snapshot a chain starts with (as an engine) and the deltas after it."""

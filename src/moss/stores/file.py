@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import contextlib
 import os
 import time
 from functools import partial
@@ -49,7 +48,6 @@ from .file_watch import Notifier, Wait
 
 __all__ = ["FileStore", "check_expected_version"]  # (the latter: still imported from here)
 
-_OPEN_RETRIES = 10
 #: How often a put also sweeps the whole root (uploads orphaned in indexes nobody pushes to).
 _FULL_SWEEP_SECONDS = 3600.0
 
@@ -229,28 +227,10 @@ class FileStore:
     # -- reads -----------------------------------------------------------------------------
 
     def _open(self, project: str, name: str, version: int | None) -> tuple[int, BinaryIO]:
-        directory = self._index_dir(project, name)
         if version is not None:
             check_version(version)
-        self._purge_if_expired(directory)
-        if version is not None:
-            try:
-                return version, layout.open_version(directory, version)
-            except FileNotFoundError:
-                kept = layout.kept_versions(directory)
-                raise IndexNotFoundError(
-                    f"index {name!r} has no version {version} (kept versions: {kept or 'none'})"
-                ) from None
-        # The latest version can be pruned between listing and opening: list again.
-        for _ in range(_OPEN_RETRIES):
-            listed = layout.kept_kinds(directory)
-            if not listed:
-                break
-            with contextlib.suppress(FileNotFoundError):
-                return listed[-1][0], layout.open_version(directory, *listed[-1])
-        raise IndexNotFoundError(
-            f"index {name!r} does not exist in project {project!r}: push it first, or check the name"
-        )
+        directory = self._purge_if_expired(self._index_dir(project, name))
+        return layout.open_kept(directory, project, name, version)
 
     def get(
         self,
@@ -320,6 +300,16 @@ class FileStore:
 
     def _kept_entries(self, directory: Path) -> builtins.list[Entry]:
         return layout.kept_entries(self._purge_if_expired(directory))
+
+    def chain_paths(
+        self, project: str, name: str, *, after: int | None = None, version: int | None = None
+    ) -> tuple[int, builtins.list[layout.ChainFile]]:
+        """The target and the files (version, kind, path) of the chain :meth:`get_chain` would
+        send. Files are replaced by rename, never rewritten, so an opened (or mapped) file stays
+        as it was; one pruned before it is opened raises ``FileNotFoundError``: ask again."""
+        directory = self._index_dir(project, name)
+        listing = partial(self._kept_entries, directory)
+        return layout.chain_files(directory, listing, project, name, after=after, version=version)
 
     def latest_version(self, project: str, name: str) -> int:
         """The latest kept version, 0 if none (one directory listing, no file opened)."""

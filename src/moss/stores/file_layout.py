@@ -22,15 +22,16 @@ import dataclasses
 import fcntl
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from ..errors import SnapshotError
+from ..errors import IndexNotFoundError, SnapshotError
 from ..snapshot.codec import SnapshotHeader, read_header
 from ..types import IndexInfo
 from .atomic import write_file_atomic
-from .chain import BASE_KINDS, Entry, doc_count, openable, with_chain_stats
+from .base import check_version
+from .chain import BASE_KINDS, Entry, doc_count, openable, plan_chain, with_chain_stats
 from .chunks import CHUNK_SIZE
 
 
@@ -100,6 +101,61 @@ def open_version(directory: Path, version: int, kind: str | None = None) -> Bina
             if candidate == kinds[-1]:
                 raise
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+_OPEN_RETRIES = 10
+
+
+def open_kept(
+    directory: Path, project: str, name: str, version: int | None
+) -> tuple[int, BinaryIO]:
+    """Open the given (or the latest) kept version; ``IndexNotFoundError`` if it is not kept."""
+    if version is not None:
+        try:
+            return version, open_version(directory, version)
+        except FileNotFoundError:
+            kept = kept_versions(directory)
+            raise IndexNotFoundError(
+                f"index {name!r} has no version {version} (kept versions: {kept or 'none'})"
+            ) from None
+    # The latest version can be pruned between listing and opening: list again.
+    for _ in range(_OPEN_RETRIES):
+        listed = kept_kinds(directory)
+        if not listed:
+            break
+        with contextlib.suppress(FileNotFoundError):
+            return listed[-1][0], open_version(directory, *listed[-1])
+    raise IndexNotFoundError(
+        f"index {name!r} does not exist in project {project!r}: push it first, or check the name"
+    )
+
+
+#: A file of a chain: its version, kind and path.
+ChainFile = tuple[int, str, Path]
+
+
+def chain_files(
+    directory: Path,
+    entries: Callable[[], list[Entry]],
+    project: str,
+    name: str,
+    *,
+    after: int | None,
+    version: int | None,
+) -> tuple[int, list[ChainFile]]:
+    """The target version and the files of the chain :func:`moss.stores.chain.plan_chain`
+    plans from ``entries()`` (no frames: ``after`` is current, or only compactions lie
+    between). A plan that finds a version it builds on pruned meanwhile is made once more."""
+    if after is not None:
+        check_version(after, "after", lowest=0)
+    if version is not None:
+        check_version(version)
+    try:
+        plan = plan_chain(project, name, entries(), after=after, version=version)
+    except IndexNotFoundError:
+        plan = plan_chain(project, name, entries(), after=after, version=version)
+    files = [(e.version, e.kind, directory / version_file(e.version, e.kind)) for e in plan.frames]
+    return plan.target, files
 
 
 def read_counter(directory: Path) -> int:
