@@ -1,5 +1,7 @@
 """Fetch versions of one project's indexes as chains (a full snapshot and the deltas after it,
-or only the deltas after a version held), through a disk cache for remote stores.
+or only the deltas after a version held), through a disk cache for remote stores. The files of
+a local file store (and of the cache) are mapped, not read: processes that open the same
+version share its vectors in the page cache.
 
 The decision logic lives once, as flows (:mod:`moss.flow`), driven blocking or awaited.
 """
