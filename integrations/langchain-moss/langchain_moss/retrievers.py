@@ -17,7 +17,7 @@ from langchain_core.runnables import RunnableConfig
 from pydantic import Field
 
 from moss import InvalidArgumentError
-from moss.flow import run_async, run_sync
+from moss.flow import Flow, Io, run_async, run_sync
 
 from ._open import open_request
 from ._search import reject_extra, relevance_pairs, similarity
@@ -165,22 +165,21 @@ class MossRetriever(BaseRetriever):
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
-        found = _PREFETCHED.get()
-        if found is not None and query in found:
-            return list(found[query])
-        pairs = self.vectorstore.similarity_search_with_relevance_scores(
-            query, **self._search_args(kwargs)
-        )
-        return [doc for doc, _ in pairs]
+        return run_sync(self._relevant(query, kwargs))
 
     async def _aget_relevant_documents(
         self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
+        return await run_async(self._relevant(query, kwargs))
+
+    def _relevant(self, query: str, kwargs: dict[str, Any]) -> Flow[list[Document]]:
         found = _PREFETCHED.get()
         if found is not None and query in found:
             return list(found[query])
-        pairs = await self.vectorstore.asimilarity_search_with_relevance_scores(
-            query, **self._search_args(kwargs)
+        store, args = self.vectorstore, self._search_args(kwargs)
+        pairs = yield Io(
+            lambda: store.similarity_search_with_relevance_scores(query, **args),
+            lambda: store.asimilarity_search_with_relevance_scores(query, **args),
         )
         return [doc for doc, _ in pairs]
 

@@ -28,6 +28,7 @@ from moss import (
     Store,
     SyncSession,
 )
+from moss.flow import Flow, Io, run_async, run_sync
 
 from ._convert import nodes_to_docs, texts_to_embed
 from ._filters import to_moss_filter
@@ -271,22 +272,24 @@ class MossVectorStore(BasePydanticVectorStore):
 
     def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
         """The nodes most similar to the query embedding (or to ``query_str``), filters first."""
-        plan = plan_query(query, kwargs, self._session.dimension)
-        if self._session.doc_count == 0:
-            return VectorStoreQueryResult(nodes=[], similarities=[], ids=[])
-        vector = plan.vector
-        if vector is None:
-            vector = self._model.embed_query(plan.text)
-        return answer(self._session, plan, vector)
+        return run_sync(self._query(query, kwargs))
 
     async def aquery(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
         """Async twin of :meth:`query`."""
+        return await run_async(self._query(query, kwargs))
+
+    def _query(
+        self, query: VectorStoreQuery, kwargs: dict[str, Any]
+    ) -> Flow[VectorStoreQueryResult]:
         plan = plan_query(query, kwargs, self._session.dimension)
         if self._session.doc_count == 0:
             return VectorStoreQueryResult(nodes=[], similarities=[], ids=[])
         vector = plan.vector
         if vector is None:
-            vector = await self._model.aembed_query(plan.text)
+            text = plan.text
+            vector = yield Io(
+                lambda: self._model.embed_query(text), lambda: self._model.aembed_query(text)
+            )
         return answer(self._session, plan, vector)
 
     # -- sharing --------------------------------------------------------------------------------
