@@ -118,11 +118,6 @@ def test_writes_after_a_mapped_open_never_reach_the_file(pushed: Path, precision
     assert maps_its_vectors(again) or precision == "int8"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DocumentRows._appended hands the int8 codes every row (self.matrix(), folding the "
-    "mapped base into a copy) on every append, though only a recalibration needs them",
-)
 def test_int8_appends_keep_the_mapping(tmp_path: Path) -> None:
     root = tmp_path / "store"
     writer = MossClient(P, store=FileStore(root)).sync.session(

@@ -26,7 +26,7 @@ they are still current: opening costs nothing and re-pushing an unchanged sessio
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -183,12 +183,13 @@ class Int8Index:
         self._calibrated_at = len(vectors)
         self._store_rows(0, vectors)
 
-    def append(self, vectors: Matrix, everything: Matrix) -> None:
-        """Add ``vectors`` as the next rows; ``everything`` is all rows once they are added."""
+    def append(self, vectors: Matrix, everything: Callable[[], Matrix]) -> None:
+        """Add ``vectors`` as the next rows; ``everything()`` gives all rows once they are added
+        (called only to recalibrate, so a mapped base is not copied by an ordinary append)."""
         self._blocked()
         codes, clipped = quantize_rows(vectors, self._scales)
-        if self._needs_calibration(clipped, len(everything)):
-            self.rebuild(everything)
+        if self._needs_calibration(clipped, self._count + len(vectors)):
+            self.rebuild(everything())
             return
         self._store_codes(self._count, codes)
 
@@ -196,12 +197,15 @@ class Int8Index:
         # Never calibrated (the scales are placeholders), or outliers and enough new rows.
         return self._calibrated_at == 0 or (clipped and count >= 2 * self._calibrated_at)
 
-    def assign(self, rows: Sequence[int], vectors: Matrix, everything: Matrix) -> None:
-        """Overwrite ``rows`` with the codes of ``vectors`` (``everything``: all rows, updated)."""
+    def assign(
+        self, rows: Sequence[int], vectors: Matrix, everything: Callable[[], Matrix]
+    ) -> None:
+        """Overwrite ``rows`` with the codes of ``vectors`` (``everything()``: all rows, updated;
+        called only to recalibrate)."""
         self._blocked()
         codes, clipped = quantize_rows(vectors, self._scales)
-        if self._needs_calibration(clipped, len(everything)):
-            self.rebuild(everything)
+        if self._needs_calibration(clipped, self._count):
+            self.rebuild(everything())
             return
         for row, code in zip(rows, codes, strict=True):
             block, column = divmod(row, BLOCK)

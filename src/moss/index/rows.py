@@ -138,7 +138,7 @@ class DocumentRows:
         self.blocks.assign(rows, vectors[batch])
         stored_texts, stored_metadata = self.texts, self.metadata
         if self.int8 is not None:
-            self.int8.assign(rows, vectors[batch], self.matrix())
+            self.int8.assign(rows, vectors[batch], self.matrix)
         if self.graph is not None:
             self.graph.assign(rows, vectors[batch])
         for row, i in zip(rows, batch, strict=True):
@@ -195,7 +195,7 @@ class DocumentRows:
         vectors = np.ascontiguousarray(vectors)
         if self.int8 is not None:
             # The codes may need every row (to calibrate again): one contiguous matrix.
-            self.int8.append(vectors, self.matrix())
+            self.int8.append(vectors, self.matrix)
         if self.graph is not None:
             self.graph.append(start, vectors)
 
