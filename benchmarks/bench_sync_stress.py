@@ -34,8 +34,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -63,9 +61,10 @@ def doc(doc_id: str, rng: np.random.Generator) -> DocumentInfo:
 
 def create_index(url: str, key: str | None, name: str, base: int) -> None:
     rng = np.random.default_rng(0)
-    session = client(url, key).sync.session(name, model_id="custom")
-    session.add_docs([doc(f"base-{i}", rng) for i in range(base)])
-    session.push_index()
+    with client(url, key) as owner:
+        session = owner.sync.session(name, model_id="custom")
+        session.add_docs([doc(f"base-{i}", rng) for i in range(base)])
+        session.push_index()
 
 
 # -- workers (run as subprocesses) -------------------------------------------------------------
@@ -114,51 +113,55 @@ def worker_crash(url: str, key: str, name: str) -> None:
 # -- stores ------------------------------------------------------------------------------------
 
 
-@contextmanager
-def store_urls(wanted: list[str], temp: Path) -> Iterator[dict[str, tuple[str, str | None]]]:
-    """url and project key of each wanted store; a function giving a fresh PostgreSQL schema."""
-    from service import Server
+class Stores:
+    """The stores under test: each gives a URL and project key per experiment."""
 
-    urls: dict[str, tuple[str, str | None]] = {}
-    server = cluster = None
-    try:
-        if "file" in wanted:
-            urls["file"] = ((temp / "file").as_uri(), None)
-        if "serve" in wanted:
-            server = Server(temp / "serve", keys={PROJECT: KEY}).start()
-            urls["serve"] = (server.url, KEY)
-        if "postgres" in wanted:
+    def __init__(self, wanted: list[str], temp: Path) -> None:
+        self.wanted, self.temp = wanted, temp
+        self.server: Any = None
+        self.cluster: Any = None
+        self.experiments = 0
+
+    def __enter__(self) -> Stores:
+        from service import Server
+
+        if "serve" in self.wanted:
+            self.server = Server(self.temp / "serve", keys={PROJECT: KEY}).start()
+        if "postgres" in self.wanted:
             from pg import Cluster
 
-            cluster = Cluster().start()
-            urls["postgres"] = (cluster.url(), None)
-            urls["_pg_fresh"] = ("", None)
-            store_urls.fresh = cluster.fresh_url  # type: ignore[attr-defined]
-        yield urls
-    finally:
-        if server is not None:
-            server.stop()
-        if cluster is not None:
-            cluster.stop()
+            self.cluster = Cluster().start()
+        return self
 
+    def __exit__(self, *exc: object) -> None:
+        if self.server is not None:
+            self.server.stop()
+        if self.cluster is not None:
+            self.cluster.stop()
 
-def url_for(label: str, urls: dict[str, tuple[str, str | None]]) -> tuple[str, str | None]:
-    if label == "postgres":
-        return store_urls.fresh(), None  # type: ignore[attr-defined]
-    return urls[label]
+    def url(self, label: str) -> tuple[str, str | None]:
+        """Where ``label`` is reached: a file store and a PostgreSQL schema never used before."""
+        self.experiments += 1
+        if label == "file":
+            return (self.temp / f"file-{self.experiments}").as_uri(), None
+        if label == "serve":
+            return self.server.url, KEY
+        return self.cluster.fresh_url(), None
 
 
 # -- experiments -------------------------------------------------------------------------------
 
 
-def merge_stress(url: str, key: str | None, writers: int, seconds: float, base: int) -> dict:
+def merge_stress(
+    url: str, key: str | None, writers: int, seconds: float, base: int
+) -> dict[str, Any]:
     name = "stress"
     create_index(url, key, name, base)
     start = Path(tempfile.mkdtemp(prefix="moss-stress-")) / "go"
+    worker = [sys.executable, SCRIPT, "worker-merge", url, key or "", name]
     procs = [
         subprocess.Popen(
-            [sys.executable, SCRIPT, "worker-merge", url, key or "", name, f"writer-{i}"]
-            + [str(seconds), str(start)],
+            [*worker, f"writer-{i}", str(seconds), str(start)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -182,8 +185,9 @@ def merge_stress(url: str, key: str | None, writers: int, seconds: float, base: 
         pushed += summary["pushed"]
         errors += summary["errors"]
     elapsed = time.monotonic() - began
-    fresh = client(url, key).sync.session(name)
-    present = {d.id for d in fresh.get_docs()}
+    with client(url, key) as reader:
+        fresh = reader.sync.session(name)
+        present = {d.id for d in fresh.get_docs()}
     lost = sorted(set(pushed) - present)
     return {
         "writers": writers,
@@ -227,7 +231,19 @@ def _run_until_killed(command: list[str], rng: random.Random) -> list[str]:
     return lines
 
 
-def crash_trials(url: str, key: str | None, trials: int, base: int, seed: int) -> dict:
+def settled_versions(reader: MossClient, name: str) -> list[Any]:
+    """The kept versions once they stop changing: `moss serve` finishes an upload it had fully
+    received after its client was killed, so a listing made at once can miss that version."""
+    listed = reader.sync.versions(name)
+    while True:
+        time.sleep(0.5)
+        again = reader.sync.versions(name)
+        if [v.version for v in again] == [v.version for v in listed]:
+            return again
+        listed = again
+
+
+def crash_trials(url: str, key: str | None, trials: int, base: int, seed: int) -> dict[str, Any]:
     name = "crash"
     create_index(url, key, name, base)
     rng = random.Random(seed)
@@ -235,6 +251,7 @@ def crash_trials(url: str, key: str | None, trials: int, base: int, seed: int) -
     mid_push = mid_compaction = opens_ok = mismatches = 0
     landed_in_flight = 0
     failures: list[str] = []
+    kinds: dict[str, int] = {}  # kinds of the versions kept after each trial
     for trial in range(trials):
         lines = _run_until_killed(command, rng)
         ready_count = int(next(line for line in lines if line.startswith("ready")).split()[2])
@@ -246,15 +263,18 @@ def crash_trials(url: str, key: str | None, trials: int, base: int, seed: int) -
         in_flight = bool(begun) and int(begun[-1][2]) > last_n
         mid_push += in_flight
         mid_compaction += in_flight and begun[-1][1] == "full"
-        try:
-            listed = client(url, key).sync.versions(name)
-            opened = client(url, key).sync.session(name)
-        except Exception as exc:
-            failures.append(f"trial {trial}: open failed: {type(exc).__name__}: {exc}")
-            continue
+        with client(url, key) as reader:
+            try:
+                listed = settled_versions(reader, name)
+                opened = reader.sync.session(name)
+            except Exception as exc:
+                failures.append(f"trial {trial}: open failed: {type(exc).__name__}: {exc}")
+                continue
+            k_ids = sorted(int(d.id[2:]) for d in opened.get_docs() if d.id.startswith("k-"))
         opens_ok += 1
         newest = max(v.version for v in listed)
-        k_ids = sorted(int(d.id[2:]) for d in opened.get_docs() if d.id.startswith("k-"))
+        for info in listed:
+            kinds[info.kind] = kinds.get(info.kind, 0) + 1
         if opened.version in completed:
             expected = completed[opened.version]
         elif in_flight:
@@ -270,10 +290,11 @@ def crash_trials(url: str, key: str | None, trials: int, base: int, seed: int) -
         if opened.doc_count != base + expected:
             problems.append(f"doc_count {opened.doc_count} != {base + expected}")
         for info in listed:
-            try:
-                client(url, key).sync.session(name, version=info.version)
-            except Exception as exc:
-                problems.append(f"listed version {info.version} does not open: {exc}")
+            with client(url, key) as old:
+                try:
+                    old.sync.session(name, version=info.version)
+                except Exception as exc:
+                    problems.append(f"listed version {info.version} does not open: {exc}")
         if problems:
             mismatches += 1
             failures.append(f"trial {trial}: " + "; ".join(problems))
@@ -290,6 +311,7 @@ def crash_trials(url: str, key: str | None, trials: int, base: int, seed: int) -
         "in_flight_push_landed": landed_in_flight,
         "opens_ok": opens_ok,
         "mismatches": mismatches,
+        "kept_version_kinds": kinds,
         "failures": failures[:20],
     }
 
@@ -297,9 +319,11 @@ def crash_trials(url: str, key: str | None, trials: int, base: int, seed: int) -
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "worker-merge":
         url, key, name, tag, seconds, start = sys.argv[2:8]
-        return worker_merge(url, key, name, tag, float(seconds), start)
+        worker_merge(url, key, name, tag, float(seconds), start)
+        return
     if len(sys.argv) > 1 and sys.argv[1] == "worker-crash":
-        return worker_crash(*sys.argv[2:5])
+        worker_crash(*sys.argv[2:5])
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--writers", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=30.0)
@@ -316,16 +340,16 @@ def main() -> None:
     merge: dict[str, Any] = {}
     crash: dict[str, Any] = {}
     started = time.monotonic()
-    with store_urls(wanted, temp) as urls:
+    with Stores(wanted, temp) as stores:
         for label in wanted:
             if "merge" in args.experiments:
                 print(f"merge stress on {label} ...", flush=True)
-                url, key = url_for(label, urls)
-                merge[label] = merge_stress(url, key, args.writers, args.seconds, args.base)
+                target = stores.url(label)
+                merge[label] = merge_stress(*target, args.writers, args.seconds, args.base)
             if "crash" in args.experiments:
                 print(f"crash trials on {label} ...", flush=True)
-                url, key = url_for(label, urls)
-                crash[label] = crash_trials(url, key, args.trials, args.base, args.seed)
+                target = stores.url(label)
+                crash[label] = crash_trials(*target, args.trials, args.base, args.seed)
     report = {
         "benchmark": "bench_sync_stress.py",
         "command": " ".join(["benchmarks/bench_sync_stress.py", *sys.argv[1:]]),
