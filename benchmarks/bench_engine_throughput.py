@@ -17,8 +17,6 @@ import json
 import os
 import resource
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from functools import partial
@@ -26,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from child_runs import compare_adds
 
 from moss.index.engine import Engine
 from moss.index.quantize import Int8Index
@@ -168,21 +167,8 @@ def add_child(kind: str, count: int) -> None:
 
 def bench_adds(count: int) -> dict[str, float]:
     print(f"== add {count:,} precomputed vectors in batches of 100k (fresh process each)")
-    results = {}
-    for kind in ("floor", "engine"):
-        out = subprocess.run(
-            [sys.executable, __file__, "--child", kind, "--adds", str(count)],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split()
-        results[kind] = (float(out[0]), float(out[1]))
+    results = compare_adds(__file__, ("floor", "engine"), count)
     floor_rate, floor_mb = results["floor"]
-    for kind, (rate, mb) in results.items():
-        print(
-            f"  {kind:7s} {rate:12,.0f} docs/s ({rate / floor_rate:4.2f}x)  "
-            f"peak +{mb:7,.0f} MB ({mb / floor_mb:4.2f}x the floor)"
-        )
     engine_rate, engine_mb = results["engine"]
     return {
         "count": count,

@@ -25,7 +25,6 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +34,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from child_runs import compare_adds
 
 from moss import DocumentInfo, EmbedderModel, FileStore, MossClient, QueryOptions
 from moss.embeddings import MiniLMModel
@@ -267,21 +267,8 @@ def add_child(kind: str, count: int) -> None:
 
 def bench_adds(count: int) -> dict[str, float]:
     print(f"== add_arrays of {count:,} x {DIM} in one call (fresh process each)")
-    results = {}
-    for kind in ("floor", "moss"):
-        out = subprocess.run(
-            [sys.executable, __file__, "--child", kind, "--adds", str(count)],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split()
-        results[kind] = (float(out[0]), float(out[1]))
+    results = compare_adds(__file__, ("floor", "moss"), count)
     floor_rate, floor_mb = results["floor"]
-    for kind, (rate, mb) in results.items():
-        print(
-            f"  {kind:6s} {rate:12,.0f} docs/s ({rate / floor_rate:4.2f}x)  "
-            f"peak +{mb:7,.0f} MB ({mb / floor_mb:4.2f}x the floor)"
-        )
     moss_rate, moss_mb = results["moss"]
     return {
         "count": count,
