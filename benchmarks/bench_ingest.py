@@ -5,6 +5,12 @@ Ratios from one run (on shared cores compare ratios, not absolute numbers):
 - ``add_docs`` with the default model (``moss-minilm``) on SciFact abstracts (title + text) and
   on 230-character texts, docs/s, against a floor: the same model file run by ``tokenizers`` +
   ``onnxruntime`` (all cores), length-sorted batches of 32, mean pooling.
+- The machine's matrix rate beside moss: onnxruntime (all cores) multiplying
+  (32 x mean tokens) x 384 by 384 x 1536, as ``MatMulInteger`` (uint8 x int8, the int8 GEMM
+  rate) and as float32 ``MatMul``; the model keeps int8 weights but casts them to float32, so
+  its inference runs float32 MatMul. Moss's share: its docs/s x the model's GEMM operations per
+  document (6 layers x (4 x 384^2 + 2 x 384 x 1536) multiply-adds x 2 per token; the
+  attention products, <5% at these lengths, are left out) over each rate.
 - Re-adding the 230-character texts with new metadata only: embedding calls (a counting
   wrapper of the model) and time against the first add's.
 - 32 queries at 100k x 384 through ``session.query_many`` (vectors given), against the numpy
@@ -13,7 +19,8 @@ Ratios from one run (on shared cores compare ratios, not absolute numbers):
   against the floor (a copy of the matrix, an id -> row dict and the two lists).
 
 Run: ``.venv/bin/python benchmarks/bench_ingest.py [--abstracts 150] [--short 2000]
-[--json benchmarks/results/ingest.json]``. SciFact is read from ``--corpus`` (default
+[--only gemm] [--json benchmarks/results/ingest.json]``; ``--json`` updates the parts
+run in an existing file and keeps the others. SciFact is read from ``--corpus`` (default
 ``../shared/data/scifact/corpus.jsonl`` next to the checkout); the data is never copied here.
 """
 
@@ -35,6 +42,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from child_runs import compare_adds
+from gemm_rate import gemm_gops
 
 from moss import DocumentInfo, EmbedderModel, FileStore, MossClient, QueryOptions
 from moss.embeddings import MiniLMModel
@@ -132,6 +140,35 @@ class Counting:
 
     def embed_query(self, text: str) -> Matrix:
         return self.model.embed_query(text)
+
+
+# Per token: Q, K, V and output projections (384 x 384) and the two feed-forward products.
+GEMM_OPS_PER_TOKEN = 2 * 6 * (4 * DIM * DIM + 2 * DIM * 1536)
+
+
+def bench_gemm(texts: list[str], moss_docs_per_s: float) -> dict[str, float]:
+    floor = Floor()
+    tokens = statistics.mean(len(e.ids) for e in floor.tokenizer.encode_batch(texts))
+    rows = 32 * round(tokens)
+    moss_gops = moss_docs_per_s * tokens * GEMM_OPS_PER_TOKEN / 1e9
+    int8, fp32 = gemm_gops("MatMulInteger", rows), gemm_gops("MatMul", rows)
+    print(f"== the machine's matrix rate ({rows} x {DIM} @ {DIM} x 1536, onnxruntime, all cores)")
+    print(f"  int8 MatMulInteger {int8:7.1f} GOPS   float32 MatMul {fp32:7.1f} GOPS")
+    print(
+        f"  moss on abstracts ({tokens:.0f} tokens, {GEMM_OPS_PER_TOKEN * tokens / 1e9:.2f} GOP"
+        f" per doc) {moss_gops:.1f} GOPS: moss reaches {moss_gops / int8:.1%} of the machine's"
+        f" int8 GEMM rate ({moss_gops / fp32:.1%} of float32, which the model runs)"
+    )
+    return {
+        "rows": rows,
+        "mean_tokens": tokens,
+        "gemm_ops_per_doc": GEMM_OPS_PER_TOKEN * tokens,
+        "int8_gemm_gops": int8,
+        "float32_gemm_gops": fp32,
+        "moss_gops": moss_gops,
+        "int8_share": moss_gops / int8,
+        "float32_share": moss_gops / fp32,
+    }
 
 
 def load_abstracts(corpus: Path, count: int) -> list[str]:
@@ -286,7 +323,7 @@ def main() -> None:
     parser.add_argument("--short", type=int, default=2000)
     parser.add_argument("--queries-at", type=int, default=100_000)
     parser.add_argument("--adds", type=int, default=1_000_000)
-    parser.add_argument("--only", choices=["embed", "readd", "queries", "adds"])
+    parser.add_argument("--only", choices=["embed", "gemm", "readd", "queries", "adds"])
     parser.add_argument("--child", choices=["floor", "moss"])
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
@@ -302,7 +339,7 @@ def main() -> None:
         client = MossClient("bench", store=FileStore(home))
         abstracts = load_abstracts(args.corpus, max(args.abstracts, 200))
         short = short_texts(abstracts, args.short)
-        if args.only in (None, "embed"):
+        if args.only in (None, "embed", "gemm"):  # the GEMM share needs moss's docs/s
             print("== add_docs with the default model against the floor (docs/s)")
             report["embed"] = {
                 "scifact_abstracts": bench_embedding(
@@ -310,6 +347,9 @@ def main() -> None:
                 ),
                 "texts_230": bench_embedding(client, "230-char", short[:1000]),
             }
+        if args.only in (None, "gemm"):
+            rate = report["embed"]["scifact_abstracts"]["moss_docs_per_s"]
+            report["gemm"] = bench_gemm(abstracts[: args.abstracts], rate)
         if args.only in (None, "readd"):
             report["readd"] = bench_readd(client, short)
         if args.only in (None, "queries"):
@@ -317,8 +357,11 @@ def main() -> None:
     if args.only in (None, "adds"):
         report["add_arrays"] = bench_adds(args.adds)
     if args.json:
-        with open(args.json, "w") as out:
-            json.dump(_rounded(report), out, indent=2)
+        path = Path(args.json)
+        kept = json.loads(path.read_text()) if path.exists() and args.only else {}
+        if kept:
+            report["command"] += f"  (other parts: {kept.pop('command', '?')})"
+        path.write_text(json.dumps(_rounded({**kept, **report}), indent=2) + "\n")
 
 
 def _rounded(value: Any) -> Any:
