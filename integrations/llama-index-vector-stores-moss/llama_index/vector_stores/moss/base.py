@@ -30,7 +30,8 @@ from moss import (
 )
 from moss.flow import Flow, Io, run_async, run_sync
 
-from ._convert import nodes_to_docs, texts_to_embed
+from ._convert import nodes_to_docs
+from ._embed import missing_embeddings
 from ._filters import to_moss_filter
 from ._open import OpenOptions, OpenRequest, async_session, check_session_only
 from ._query import answer, plan_query, to_nodes
@@ -196,16 +197,22 @@ class MossVectorStore(BasePydanticVectorStore):
     # -- writes ---------------------------------------------------------------------------------
 
     def add(self, nodes: Sequence[BaseNode], **add_kwargs: Any) -> list[str]:
-        """Add nodes (an upsert by node id); nodes without an embedding are embedded by the model."""
-        missing, texts = texts_to_embed(nodes)
-        vectors = self._model.embed_documents(texts) if texts else None
+        """Add nodes (an upsert by node id); nodes without an embedding are embedded by the model.
+
+        A node whose id already holds the same embed-mode text keeps its stored vector, and a
+        text repeated in the batch is embedded once. ``progress=`` as ``Session.add_docs`` takes.
+        """
+        flow = missing_embeddings(
+            self._session.sync, self._model, nodes, add_kwargs.get("progress")
+        )
+        missing, vectors = run_sync(flow)
         self._session.sync.add_docs(nodes_to_docs(nodes, missing, vectors))
         return [node.node_id for node in nodes]
 
     async def async_add(self, nodes: Sequence[BaseNode], **kwargs: Any) -> list[str]:
         """Async twin of :meth:`add`."""
-        missing, texts = texts_to_embed(nodes)
-        vectors = await self._model.aembed_documents(texts) if texts else None
+        flow = missing_embeddings(self._session.sync, self._model, nodes, kwargs.get("progress"))
+        missing, vectors = await run_async(flow)
         await self._session.add_docs(nodes_to_docs(nodes, missing, vectors))
         return [node.node_id for node in nodes]
 
