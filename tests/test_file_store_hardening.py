@@ -110,6 +110,32 @@ def test_a_live_upload_in_the_same_process_is_never_swept(tmp_path: Path) -> Non
     assert result == [1] and temp_files(root) == []
 
 
+def test_a_sweep_between_create_and_lock_costs_the_writer_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sweep that sees a new upload before its writer locked it removes it: the writer notices
+    and makes another, and the put lands (the server restart race, without any age guard)."""
+    import fcntl
+
+    from moss.stores import atomic
+
+    root = tmp_path / "store"
+    store = FileStore(root)
+    real_flock = fcntl.flock
+    swept: list[int] = []
+
+    def flock_after_a_sweep(fd: int, operation: int) -> None:
+        if operation == fcntl.LOCK_EX and not swept:
+            swept.append(store.sweep())  # lands in the instant between open() and flock()
+        real_flock(fd, operation)
+
+    monkeypatch.setattr(atomic.fcntl, "flock", flock_after_a_sweep)
+    assert store.put(P, "idx", [snapshot_bytes("idx", count=50)]).version == 1
+    assert swept == [1]  # the sweep did remove the writer's first file
+    assert temp_files(root) == []
+    assert [info.version for info in store.versions(P, "idx")] == [1]
+
+
 def test_partial_downloads_of_killed_clients_are_swept_from_the_cache(
     tmp_path: Path, writer: list[subprocess.Popen[str]]
 ) -> None:

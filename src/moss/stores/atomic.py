@@ -21,8 +21,9 @@ from typing import BinaryIO
 TEMP_PREFIX = ".tmp-"
 
 #: Temporary files whose writer is gone (its flock is free) are swept once untouched this long
-#: (seconds): only the instant between a writer creating its file and locking it needs a guard.
-DEFAULT_ORPHAN_AGE = 1.0
+#: (seconds). No age is needed for safety: a writer that finds its new file swept before it
+#: locked it makes another one (see :func:`temporary_file`).
+DEFAULT_ORPHAN_AGE = 0.0
 
 
 def fsync_dir(directory: Path) -> None:
@@ -42,20 +43,34 @@ def temporary_file(directory: Path) -> Iterator[tuple[Path, BinaryIO]]:
     dies, which tells :func:`sweep_temp_files` the file is orphaned (pids say nothing: in a
     container the server is pid 1 after every restart).
     """
-    path = directory / f"{TEMP_PREFIX}{uuid.uuid4().hex}"
+    path, handle = _locked_new_file(directory)
     try:
-        handle = open(path, "xb")  # noqa: SIM115 - closed below, after the caller commits or fails
-    except FileNotFoundError:
-        # A failed put removed the directory (it was empty) after our caller made it.
-        directory.mkdir(parents=True, exist_ok=True)
-        handle = open(path, "xb")  # noqa: SIM115
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)  # a new file: nobody else holds it
         yield path, handle
     finally:
         handle.close()
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+
+
+def _locked_new_file(directory: Path) -> tuple[Path, BinaryIO]:
+    """Create a temporary file and take its lock, making another if a sweep removed it first."""
+    while True:
+        path = directory / f"{TEMP_PREFIX}{uuid.uuid4().hex}"
+        try:
+            handle = open(path, "xb")  # noqa: SIM115 - closed by the caller, after it commits or fails
+        except FileNotFoundError:
+            # A failed put removed the directory (it was empty) after our caller made it.
+            directory.mkdir(parents=True, exist_ok=True)
+            continue
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        # Between the create and the lock a sweep may have seen a free lock and removed the
+        # file: once locked, the name must still be ours, or the rename would find nothing.
+        try:
+            if os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino:
+                return path, handle
+        except FileNotFoundError:
+            pass
+        handle.close()
 
 
 def commit_file(handle: BinaryIO, temp_path: Path, target: Path, *, durable: bool = True) -> None:
@@ -82,9 +97,8 @@ def write_file_atomic(target: Path, data: bytes) -> None:
 def sweep_temp_files(directory: Path, max_age: float) -> int:
     """Remove the orphaned temporary files in ``directory``; return how many.
 
-    Orphaned: untouched for ``max_age`` seconds and no live writer holds its lock (in this
-    process or another one). The age guards the instant between a writer creating its file and
-    locking it.
+    Orphaned: no live writer holds its lock (in this process or another one) and it is untouched
+    for ``max_age`` seconds.
     """
     try:
         entries = os.listdir(directory)
