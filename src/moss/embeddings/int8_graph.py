@@ -1,0 +1,197 @@
+"""The int8-arithmetic graph of ``moss-minilm``, derived from the shipped model file.
+
+The shipped ``model.onnx`` keeps its 36 weight matrices as int8 with one float scale per output
+column, but multiplies in float32: each weight is ``Cast`` to float and scaled, so onnxruntime
+folds it back to a float matrix at load. The derived graph multiplies the int8 weights as they
+are: each weight ``MatMul`` becomes ``MatMulInteger`` (uint8 x int8, the CPU's int8 dot-product
+instructions) on activations quantised per row, then rescales the int32 sums to float.
+
+Per row (token) and symmetric: a row's scale is ``max |x| / 127`` of that row alone, so a
+text's vector never depends on the other texts of its batch or on padding, and the error is
+far smaller than with one scale per batch (onnxruntime's ``DynamicQuantizeLinear``). Only
+standard ONNX operators are used (no ``com.microsoft`` ones), so any onnxruntime build runs it.
+
+The derivation is deterministic (the same input bytes and ``onnx`` version give the same output
+bytes). It runs once per model file and onnxruntime version: the result is cached on disk,
+written atomically and checked against its sha256 whenever it is read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+#: Bumped whenever the rewrite changes, so caches of an older rewrite are never read.
+REWRITE_VERSION = 1
+_MAGIC = b"moss-int8-graph\n"
+_DIGEST_HEX = 64
+
+
+def default_cache_dir() -> Path:
+    """``MOSS_CACHE_DIR``, else ``$MOSS_HOME/cache``, else ``~/.cache/moss``.
+
+    The same rule as moss.stores.cache.default_cache_dir, restated here because the embeddings
+    layer must not import the stores layer above it.
+    """
+    if explicit := os.environ.get("MOSS_CACHE_DIR"):
+        return Path(explicit).expanduser()
+    if home := os.environ.get("MOSS_HOME"):
+        return Path(home).expanduser() / "cache"
+    return Path.home() / ".cache" / "moss"
+
+
+def cache_path(source_sha256: str, cache_dir: Path | None = None) -> Path:
+    """Where the int8 graph of the model file with ``source_sha256`` is cached."""
+    import onnxruntime
+
+    root = (cache_dir or default_cache_dir()) / "models"
+    name = f"minilm-int8-{source_sha256[:16]}-ort{onnxruntime.__version__}-r{REWRITE_VERSION}"
+    return root / f"{name}.onnx"
+
+
+def cached_int8_graph(model: bytes, source_sha256: str, cache_dir: Path | None = None) -> bytes:
+    """The int8 graph of ``model`` (whose sha256 is ``source_sha256``): from the cache when the
+    cached file is intact, else derived now and cached (a damaged file is replaced, not trusted).
+    """
+    path = cache_path(source_sha256, cache_dir)
+    cached = _read_verified(path)
+    if cached is not None:
+        return cached
+    graph = derive_int8_graph(model)
+    # A cache that cannot be written (read-only home, full disk) only costs the next load time.
+    with contextlib.suppress(OSError):
+        _write_atomic(path, _MAGIC + hashlib.sha256(graph).hexdigest().encode() + b"\n" + graph)
+    return graph
+
+
+def _read_verified(path: Path) -> bytes | None:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    start = len(_MAGIC) + _DIGEST_HEX + 1
+    if not data.startswith(_MAGIC) or data[start - 1 : start] != b"\n":
+        return None
+    graph = data[start:]
+    digest = data[len(_MAGIC) : start - 1].decode("ascii", "replace")
+    return graph if hashlib.sha256(graph).hexdigest() == digest else None
+
+
+def _write_atomic(target: Path, data: bytes) -> None:
+    """Write ``data`` under a temporary name and rename it over ``target``: readers see the old
+    file or the whole new one. No fsync: the file is verified when read and can be derived
+    again (moss.stores.atomic is the durable version; this layer cannot import it)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(temp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+
+
+def derive_int8_graph(model: bytes) -> bytes:
+    """Rewrite every ``MatMul(x, Mul(Cast(W_int8), scale))`` of ``model`` into int8 arithmetic.
+
+    Raises ValueError when the graph has no such product (not the model this was written for).
+    """
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    proto = onnx.load_from_string(model)
+    graph = proto.graph
+    initializers = {tensor.name for tensor in graph.initializer}
+    producer = {output: node for node in graph.node for output in node.output}
+    uses: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            uses[name] = uses.get(name, 0) + 1
+
+    def int8_weight(node: Any) -> tuple[str, str, Any, Any] | None:
+        """(int8 weight, column scale, Mul, Cast) when ``node`` multiplies by a scaled weight."""
+        mul = producer.get(node.input[1])
+        if mul is None or mul.op_type != "Mul" or uses[mul.output[0]] != 1:
+            return None
+        cast = producer.get(mul.input[0])
+        if cast is None or cast.op_type != "Cast" or uses[cast.output[0]] != 1:
+            return None
+        weight, scale = cast.input[0], mul.input[1]
+        if weight not in initializers or scale not in initializers:
+            return None
+        return weight, scale, mul, cast
+
+    constants: dict[str, Any] = {
+        "moss_q_127": np.array(127.0, np.float32),
+        "moss_q_128": np.array(128.0, np.float32),
+        "moss_q_tiny": np.array(1e-12, np.float32),  # an all-zero row gets a scale, not 0/0
+        "moss_q_zero_point": np.array(128, np.uint8),
+    }
+    nodes: list[Any] = []
+    dropped: set[str] = set()  # outputs of the Cast and Mul that made float weights
+    quantised: dict[str, tuple[str, str]] = {}
+    for node in graph.node:
+        found = int8_weight(node) if node.op_type == "MatMul" else None
+        if found is None:
+            nodes.append(node)
+            continue
+        weight, column_scale, mul, cast = found
+        dropped.update((mul.output[0], cast.output[0]))
+        x, out = node.input[0], node.output[0]
+        if x not in quantised:  # Q, K and V share one quantised input
+            p = f"{x}/moss_q"
+            # Row scale s = max|x| / 127; x_u8 = round(x / s) + 128 lies in [1, 255] and the
+            # zero point 128 takes it back: x ~ s * (x_u8 - 128).
+            nodes += [
+                helper.make_node("Abs", [x], [f"{p}/abs"], name=f"{p}/abs"),
+                helper.make_node(
+                    "ReduceMax", [f"{p}/abs"], [f"{p}/max"], name=f"{p}/max", axes=[-1], keepdims=1
+                ),
+                helper.make_node(
+                    "Max", [f"{p}/max", "moss_q_tiny"], [f"{p}/maxp"], name=f"{p}/maxp"
+                ),
+                helper.make_node("Div", [f"{p}/maxp", "moss_q_127"], [f"{p}/s"], name=f"{p}/s"),
+                helper.make_node("Div", [x, f"{p}/s"], [f"{p}/div"], name=f"{p}/div"),
+                helper.make_node("Round", [f"{p}/div"], [f"{p}/round"], name=f"{p}/round"),
+                helper.make_node(
+                    "Add", [f"{p}/round", "moss_q_128"], [f"{p}/add"], name=f"{p}/add"
+                ),
+                helper.make_node(
+                    "Cast", [f"{p}/add"], [f"{p}/u8"], name=f"{p}/u8", to=TensorProto.UINT8
+                ),
+            ]
+            quantised[x] = (f"{p}/u8", f"{p}/s")
+        x_u8, row_scale = quantised[x]
+        p = f"{node.name or out}/moss_q"
+        nodes += [
+            helper.make_node(
+                "MatMulInteger", [x_u8, weight, "moss_q_zero_point"], [f"{p}/i32"], name=f"{p}/mm"
+            ),
+            helper.make_node(
+                "Cast", [f"{p}/i32"], [f"{p}/f32"], name=f"{p}/f32", to=TensorProto.FLOAT
+            ),
+            helper.make_node("Mul", [f"{p}/f32", row_scale], [f"{p}/rows"], name=f"{p}/rows"),
+            helper.make_node("Mul", [f"{p}/rows", column_scale], [out], name=f"{p}/cols"),
+        ]
+    if not quantised:
+        raise ValueError("the model has no int8-weight MatMul to rewrite")
+    # Copies: clearing the repeated field may invalidate the messages it held.
+    kept = [_copy(onnx.NodeProto, node) for node in nodes if node.output[0] not in dropped]
+    del graph.node[:]
+    graph.node.extend(kept)
+    graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in constants.items())
+    data: bytes = proto.SerializeToString()
+    return data
+
+
+def _copy(kind: Any, message: Any) -> Any:
+    copied = kind()
+    copied.CopyFrom(message)
+    return copied
