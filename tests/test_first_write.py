@@ -12,6 +12,7 @@ import pytest
 
 from moss.index.columns import LazyColumn
 from moss.index.engine import Engine
+from moss.index.id_table import IdColumn, IdRows
 from moss.index.vector_blocks import VectorBlocks
 from moss.snapshot import encode_snapshot, map_snapshot
 from moss.snapshot.data import SnapshotData
@@ -93,12 +94,16 @@ def test_first_write_keeps_the_decoded_vectors_and_columns(tmp_path: Path) -> No
     new = unit(rng, 1)
     engine.upsert(["new"], ["a new text"], [{"i": -1}], new)
     store = engine._store
-    # Neither the vectors were copied nor a column decoded as a whole.
+    # Neither the vectors were copied nor a column decoded as a whole, nor a dict of every id
+    # built: the snapshot's id table finds rows, and only the ids written are kept apart.
     assert store.blocks.base is base and not base.flags.writeable
     assert isinstance(store.texts, LazyColumn) and isinstance(store.metadata, LazyColumn)
+    assert isinstance(store.ids, IdColumn) and isinstance(store.row_of, IdRows)
     engine.upsert(["d5"], ["changed"], [{"i": 5, "tag": "v2"}], new)  # an update of a base row
     engine.delete(["d7"])  # the last row moves into the hole
     assert store.blocks.base is base and isinstance(store.texts, LazyColumn)
+    # "new" (the last row) moved into d7's row; d7 is marked deleted over the table.
+    assert isinstance(store.ids, IdColumn) and store.row_of._changed == {"new": 7, "d7": -1}
     assert engine.search(new[0], 2)[0][0].id in {"new", "d5"}
     assert [d.text for d in engine.get(["d5", "new", "d7"])] == ["changed", "a new text"]
 

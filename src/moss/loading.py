@@ -3,7 +3,7 @@ snapshot and the deltas after it (the fetching lives in :mod:`moss.hydrator`).""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -125,13 +125,14 @@ class Decoded:
     """The immutable pieces of one decoded full snapshot; each session opened from it gets its own engine.
 
     The vectors are read-only (an engine writes new and changed rows to its own blocks) and each
-    engine gets its own overlay over the shared lazy columns, so opening again costs the id list,
-    the id map and the keyword index, not a decode: a re-open of an unchanged 100k index drops from ~0.5 s to milliseconds.
+    engine gets its own overlay over the shared lazy columns (ids too, with their id table), so
+    opening again costs at most the id list and map (snapshots without an id table) and the
+    keyword index, not a decode: a re-open of an unchanged 100k index drops from ~0.5 s to milliseconds.
     """
 
     version: int
     vectors: npt.NDArray[np.float32]
-    ids: tuple[str, ...]
+    ids: tuple[str, ...] | LazyColumn[str]
     texts: list[str] | LazyColumn[str]
     metadata: list[Metadata] | LazyColumn[Metadata]
     keywords: bytes | None
@@ -148,7 +149,7 @@ class Decoded:
         return cls(
             version,
             data.vectors,
-            tuple(data.ids),
+            data.ids if isinstance(data.ids, LazyColumn) else tuple(data.ids),
             data.texts,
             data.metadata,
             data.keywords,
@@ -160,7 +161,7 @@ class Decoded:
 
     def pieces(self) -> tuple[Engine, KeywordIndex | None]:
         """A new engine (and keyword index) over these pieces, for a session of its own."""
-        ids, texts, metadata = list(self.ids), _own(self.texts), _own(self.metadata)
+        ids, texts, metadata = _own(self.ids), _own(self.texts), _own(self.metadata)
         keywords = _keywords(self.keywords, ids, metadata)
         engine = Engine.from_arrays(
             self.vectors,
@@ -174,13 +175,13 @@ class Decoded:
         return engine, keywords
 
 
-def _own(column: list[_T] | LazyColumn[_T]) -> list[_T] | LazyColumn[_T]:
+def _own(column: Sequence[_T]) -> list[_T] | LazyColumn[_T]:
     """A column an engine may adopt: lazy views are immutable, lists are copied."""
     return column if isinstance(column, LazyColumn) else list(column)
 
 
 def _keywords(
-    data: bytes | None, ids: list[str], metadata: list[Metadata] | LazyColumn[Metadata]
+    data: bytes | None, ids: Sequence[str], metadata: list[Metadata] | LazyColumn[Metadata]
 ) -> KeywordIndex | None:
     if data is None:
         return None

@@ -64,6 +64,20 @@ class LazyColumn(Sequence[_T], Generic[_T]):
             return self._appended[i - self._count]
         if i in self._replaced:
             return self._replaced[i]
+        return self.base(i)
+
+    @property
+    def raw(self) -> bytes:
+        """The bytes the snapshot's values are read from (a memoryview of a mapped file, too)."""
+        return self._raw
+
+    @property
+    def bounds(self) -> npt.NDArray[np.int64]:
+        """Where each snapshot value starts (and one past the last one's separator)."""
+        return self._bounds
+
+    def base(self, i: int) -> _T:
+        """The snapshot's value ``i`` (``0 <= i < len(bounds) - 1``), whatever was written since."""
         literal = self._raw[self._bounds[i] : self._bounds[i + 1] - 1]
         try:
             value = orjson.loads(literal)
@@ -84,11 +98,15 @@ class LazyColumn(Sequence[_T], Generic[_T]):
 
     def copy(self) -> LazyColumn[_T]:
         """A column of the same values whose writes are its own (the bytes are shared)."""
-        column = LazyColumn[_T](self._raw, self._bounds, self._check)
+        column = self._new()
         column._count = self._count
         column._replaced = dict(self._replaced)
         column._appended = list(self._appended)
         return column
+
+    def _new(self) -> LazyColumn[_T]:
+        """An empty overlay over the same snapshot values (subclasses keep what they carry)."""
+        return LazyColumn[_T](self._raw, self._bounds, self._check)
 
     def __setitem__(self, i: int, value: _T) -> None:
         i = operator.index(i)

@@ -39,7 +39,7 @@ import numpy.typing as npt
 import orjson
 
 from ..errors import InvalidArgumentError
-from .columns import LazyColumn, adopt_column
+from .columns import LazyColumn
 from .filters import Filter, compile_filter
 from .hnsw import INDEX_KINDS, GraphParts, HnswGraph, HnswParams, hnsw_params, maintain_graph
 from .quantize import Int8Codes, Int8Index
@@ -119,7 +119,7 @@ class Engine:
     def from_arrays(
         cls,
         vectors: np.ndarray,
-        ids: list[str],
+        ids: list[str] | LazyColumn[str],
         texts: list[str] | LazyColumn[str],
         metadata: list[dict[str, Any] | None] | LazyColumn[dict[str, Any] | None],
         *,
@@ -132,8 +132,9 @@ class Engine:
         """Build an engine that takes ownership of these arrays without copying them.
 
         ``vectors`` is (n, d) float32, C-contiguous and normalised; ``ids`` are unique. The lists
-        are adopted as they are: the caller must not use them afterwards. Texts and metadata may
-        be :class:`LazyColumn` views of a snapshot, decoded only as they are read. Vectors and
+        are adopted as they are: the caller must not use them afterwards. Ids, texts and metadata
+        may be :class:`LazyColumn` views of a snapshot, decoded only as they are read (a
+        snapshot's id column brings the table that finds rows by id, checked before first use). Vectors and
         lazy columns are never written (engines may share them): writes go beside them. With
         ``precision="int8"``, stored ``int8`` codes of these vectors are adopted (else the
         vectors are quantised, ~0.2 s per 100k x 384); with ``"float32"`` codes are ignored.
@@ -154,15 +155,9 @@ class Engine:
                 "metadata entries; pass one of each per document"
             )
         engine = cls(int(vectors.shape[1]), index=index, hnsw=params)
-        rows = dict(zip(ids, range(count), strict=True))
-        if len(rows) != count:
-            raise InvalidArgumentError("document ids must be unique; found duplicates")
         store = engine._store
+        store.adopt(ids, texts, metadata)  # may raise: duplicate ids
         store.blocks = VectorBlocks.adopt(vectors)  # never written: may be read-only
-        store.ids = ids if type(ids) is list else list(ids)
-        store.texts = adopt_column(texts)
-        store.metadata = adopt_column(metadata)
-        store.row_of = rows
         if precision == "int8":
             if int8 is not None:
                 store.int8 = Int8Index.from_codes(int8, count, engine._dimension)

@@ -6,10 +6,12 @@ base that is never written, plus the rows written since. Row ``i`` belongs to ``
 ``texts[i]`` and ``metadata[i]``, and ``row_of`` maps each id to its row. Deleting moves the last
 row into the hole, so rows stay dense and a search is one product per block.
 
-Texts and metadata opened from a snapshot stay :class:`~moss.index.columns.LazyColumn` views of
-its bytes, decoded per value as results are returned; writes go to their overlays, and a filter
-or an export turns them into lists. So the first write after an open costs what it writes. Not
-thread-safe on its own: the engine calls it under its lock.
+Ids, texts and metadata opened from a snapshot stay :class:`~moss.index.columns.LazyColumn` views
+of its bytes, decoded per value as results are returned; writes go to their overlays, and a
+filter or an export turns them into lists. With the snapshot's id table, ``row_of`` is an
+:class:`~moss.index.id_table.IdRows` (the table, plus a dict of the ids written since) instead of
+a dict of every id. So the first write after an open costs what it writes. Not thread-safe on
+its own: the engine calls it under its lock.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from .columns import LazyColumn
+from ..errors import InvalidArgumentError
+from .columns import LazyColumn, adopt_column
+from .id_table import IdColumn, IdRows
 from .quantize import Int8Index
 from .vector_blocks import VectorBlocks
 
@@ -52,12 +56,12 @@ class DocumentRows:
         # The HNSW graph of an hnsw engine once it has one (see moss.index.hnsw), kept in step.
         self.graph: HnswGraph | None = None
         self.blocks = VectorBlocks(dimension)
-        self.ids: list[str] = []
         # Lists, or LazyColumns of a snapshot's documents (decoded per value as they are read)
         # until a whole-column read turns them into lists.
+        self.ids: list[str] | LazyColumn[str] = []
         self.texts: list[str] | LazyColumn[str] = []
         self.metadata: list[dict[str, Any] | None] | LazyColumn[dict[str, Any] | None] = []
-        self.row_of: dict[str, int] = {}
+        self.row_of: dict[str, int] | IdRows = {}
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -78,8 +82,30 @@ class DocumentRows:
     def doc(self, row: int) -> StoredDoc:
         return StoredDoc(self.ids[row], self.texts[row], self.metadata[row])
 
+    def adopt(
+        self,
+        ids: Sequence[str],
+        texts: Sequence[str],
+        metadata: Sequence[dict[str, Any] | None],
+    ) -> None:
+        """Take a snapshot's columns as the rows (see ``Engine.from_arrays``). A snapshot's
+        :class:`IdColumn` brings the table that finds its rows (checked before its first use);
+        other ids are listed and mapped by a dict."""
+        if isinstance(ids, IdColumn):
+            self.ids = ids.copy()
+            self.row_of = IdRows(ids.table)
+        else:
+            listed = ids if type(ids) is list else list(ids)
+            rows = dict(zip(listed, range(len(listed)), strict=True))
+            if len(rows) != len(listed):
+                raise InvalidArgumentError("document ids must be unique; found duplicates")
+            self.ids, self.row_of = listed, rows
+        self.texts = adopt_column(texts)
+        self.metadata = adopt_column(metadata)
+
     def lists(self) -> tuple[list[str], list[dict[str, Any] | None]]:
-        """Texts and metadata as lists, decoding lazy columns (before writes and whole reads)."""
+        """Texts and metadata as lists, decoding lazy columns (ids too) for whole reads."""
+        self.ids = _as_list(self.ids)
         texts = self.texts = _as_list(self.texts)
         metadata = self.metadata = _as_list(self.metadata)
         return texts, metadata
@@ -101,14 +127,21 @@ class DocumentRows:
         # Last occurrence wins: a dict keeps the last index written for each id (built in C).
         last = dict(zip(ids, range(len(ids)), strict=True))
         rows = self.row_of
-        if len(last) == len(ids) and rows.keys().isdisjoint(last):
-            self._append_new(ids, texts, metadata, vectors, last)
-            return len(ids), 0
-        new = [i for doc_id, i in last.items() if doc_id not in rows]
-        old = [i for doc_id, i in last.items() if doc_id in rows] if len(new) < len(last) else []
+        if isinstance(rows, dict):
+            if len(last) == len(ids) and rows.keys().isdisjoint(last):
+                self._append_new(ids, texts, metadata, vectors, last)
+                return len(ids), 0
+            found = [rows.get(doc_id) for doc_id in last]
+        else:
+            found = rows.get_many(list(last))
+            if len(last) == len(ids) and all(row is None for row in found):
+                self._append_new(ids, texts, metadata, vectors, last)
+                return len(ids), 0
+        new = [i for i, row in zip(last.values(), found, strict=True) if row is None]
+        old = [(row, i) for i, row in zip(last.values(), found, strict=True) if row is not None]
         self.blocks.reserve(len(self.ids) + len(new))  # may raise: nothing changed yet
         if old:
-            self._update_rows(old, ids, texts, metadata, vectors)
+            self._update_rows(old, texts, metadata, vectors)
         if new:
             self._append_rows(new, ids, texts, metadata, vectors, whole=len(new) == len(ids))
         return len(new), len(old)
@@ -128,13 +161,14 @@ class DocumentRows:
 
     def _update_rows(
         self,
-        batch: list[int],
-        ids: Sequence[str],
+        found: list[tuple[int, int]],
         texts: Sequence[str],
         metadata: Sequence[dict[str, Any] | None],
         vectors: Matrix,
     ) -> None:
-        rows = [self.row_of[ids[i]] for i in batch]
+        """Replace rows in place: ``found`` pairs each row with its document's batch position."""
+        rows = [row for row, _ in found]
+        batch = [i for _, i in found]
         self.blocks.assign(rows, vectors[batch])
         stored_texts, stored_metadata = self.texts, self.metadata
         if self.int8 is not None:
@@ -159,15 +193,15 @@ class DocumentRows:
         added = vectors if whole else vectors[batch]
         # Rows past the current count are never part of an export's view: no copy needed.
         self.blocks.append(added)
+        added_ids = ids if whole else [ids[i] for i in batch]
+        self.ids.extend(added_ids)
         if whole:
-            self.ids.extend(ids)
             self.texts.extend(texts)
             self.metadata.extend(metadata)
         else:
-            self.ids.extend([ids[i] for i in batch])
             self.texts.extend([texts[i] for i in batch])
             self.metadata.extend([metadata[i] for i in batch])
-        self.row_of.update(zip(self.ids[start:], range(start, len(self.ids)), strict=True))
+        self.row_of.update(zip(added_ids, range(start, len(self.ids)), strict=True))
         self._appended(start, added)
 
     def _append_new(
@@ -184,7 +218,7 @@ class DocumentRows:
         self.ids.extend(ids)
         self.texts.extend(texts)
         self.metadata.extend(metadata)
-        if not self.row_of:
+        if start == 0:
             self.row_of = positions  # rows are the batch positions: adopt the dict as it is
         else:
             self.row_of.update(zip(ids, range(start, start + len(ids)), strict=True))
@@ -203,7 +237,10 @@ class DocumentRows:
         """Move the last row into ``row`` so rows stay dense (O(1) per delete)."""
         last = len(self.ids) - 1
         texts, metadata = self.texts, self.metadata
-        del self.row_of[doc_id]
+        if isinstance(self.row_of, dict):
+            del self.row_of[doc_id]
+        else:
+            self.row_of.remove(doc_id)
         if self.graph is not None:
             self.graph.remove(row, last)
         if row != last:

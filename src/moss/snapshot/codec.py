@@ -53,6 +53,7 @@ from .header import (
     build_header,
     checksum,
 )
+from .ids_index import ID_SECTION
 from .reader import (
     DELETED_SECTION,
     INT8_SECTIONS,
@@ -131,13 +132,14 @@ def encode_snapshot(
     params = parse_params(hnsw) if index == "hnsw" else None
     if graph is not None and params is None:
         raise InvalidArgumentError("a graph is stored only with index='hnsw'")
-    documents, offsets = encode_documents(count, ids, texts, metadata)
+    documents, offsets, ids_index = encode_documents(count, ids, texts, metadata)
     sections: _Sections = [
         ("vectors", [byte_memory(array)]),
         ("documents", [memoryview(documents)]),
     ]
     if offsets:
         sections.append((INDEX_SECTION, [memoryview(offsets)]))
+        sections.append((ID_SECTION, [memoryview(ids_index)]))
     if int8 is not None:
         codes, scales = int8_arrays(int8, count, dimension)
         sections.append(("vectors_int8", [byte_memory(codes)]))
@@ -184,7 +186,7 @@ def encode_delta(
             f"delta vectors have dimension {array.shape[1]}, not {dimension}: embed the "
             "upserted documents with the index's model"
         )
-    documents, _ = encode_documents(count, ids, texts, metadata)
+    documents, _, _ = encode_documents(count, ids, texts, metadata, indexed=False)
     removed = list(deleted)
     try:
         check_ids(removed)

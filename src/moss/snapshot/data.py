@@ -41,12 +41,13 @@ class SnapshotData:
     three parallel columns, the int8 codes and the HNSW graph if the index stores them.
 
     Texts and metadata are lists, or :class:`LazyColumn` views decoded as they are read when
-    the snapshot has a ``documents_index`` section.
+    the snapshot has a ``documents_index`` section; so are the ids with an ``ids_index`` section
+    (an ``IdColumn``, which carries the table that finds a row by id).
     """
 
     header: SnapshotHeader
     vectors: npt.NDArray[np.float32]
-    ids: list[str]
+    ids: list[str] | LazyColumn[str]
     texts: list[str] | LazyColumn[str]
     metadata: list[Metadata] | LazyColumn[Metadata]
     int8: Int8Vectors | None = None

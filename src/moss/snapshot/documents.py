@@ -24,7 +24,9 @@ import orjson
 from ..errors import InvalidArgumentError, SnapshotError
 from ..index.columns import LazyColumn
 from ..index.gc_pause import gc_paused
+from ..index.id_table import IdColumn
 from ..validation import MAX_ID_BYTES, MAX_TEXT_BYTES
+from .ids_index import encode_ids_index, parse_ids_index
 
 Metadata = dict[str, Any] | None
 COLUMNS = ("ids", "texts", "metadata")
@@ -34,10 +36,16 @@ _T = TypeVar("_T")
 
 
 def encode_documents(
-    count: int, ids: Sequence[str], texts: Sequence[str], metadata: Sequence[Metadata]
-) -> tuple[bytes, bytes]:
-    """Return the documents section and its index section (empty for no documents); raise
-    :class:`InvalidArgumentError` if a reader would not accept them."""
+    count: int,
+    ids: Sequence[str],
+    texts: Sequence[str],
+    metadata: Sequence[Metadata],
+    *,
+    indexed: bool = True,
+) -> tuple[bytes, bytes, bytes]:
+    """Return the documents section, its index section and the ids index section (both empty
+    for no documents, or without ``indexed``); raise :class:`InvalidArgumentError` if a reader
+    would not accept them."""
     columns: dict[str, list[Any]] = {
         "ids": list(ids),
         "texts": list(texts),
@@ -61,15 +69,17 @@ def encode_documents(
     head = b'{"ids":' + ids_json + b',"texts":'
     middle = b',"metadata":'
     raw = head + texts_json + middle + metadata_json + b"}"
-    if count == 0:
-        return raw, b""
+    if count == 0 or not indexed:
+        return raw, b"", b""
     # bounds[i] is where value i starts; value i ends one byte (its "," or "]") before bounds[i+1].
     text_bounds = array_bounds(texts_json, count) + np.uint64(len(head))
     metadata_start = len(head) + len(texts_json) + len(middle)
     metadata_bounds = array_bounds(metadata_json, count) + np.uint64(metadata_start)
     ids_range = np.array([len(b'{"ids":'), len(b'{"ids":') + len(ids_json)], dtype="<u8")
     index = np.concatenate([ids_range, text_bounds, metadata_bounds]).astype("<u8")
-    return raw, index.tobytes()
+    id_bounds = array_bounds(ids_json, count)
+    ids_index = encode_ids_index(ids_json, id_bounds, len(b'{"ids":'), columns["ids"])
+    return raw, index.tobytes(), ids_index
 
 
 _QUOTE, _BACKSLASH, _COMMA = ord('"'), ord("\\"), ord(",")
@@ -134,34 +144,49 @@ def parse_documents(
 
 
 def parse_indexed_documents(
-    raw: bytes | memoryview, index: bytes, count: int
-) -> tuple[list[str], LazyColumn[str], LazyColumn[Metadata]]:
+    raw: bytes | memoryview,
+    index: bytes | memoryview,
+    count: int,
+    ids_index: bytes | memoryview | None = None,
+) -> tuple[list[str] | IdColumn, LazyColumn[str], LazyColumn[Metadata]]:
     """Decode only the ids; texts and metadata stay lazy views of ``raw`` (a memoryview of a
-    mapped file stays one: the documents are then shared by the processes that map it).
+    mapped file stays one: the documents are then shared by the processes that map it). With
+    the ``ids_index`` section, the ids stay a lazy view too, with the table that finds rows.
 
     Every range of the index is checked against the section's bytes before use: each value is
     followed by its separator, and the lists open and close where the index says. A value that
     does not decode to its column's type raises :class:`SnapshotError` when it is read.
     """
-    bounds = np.frombuffer(index, dtype="<u8")
+    # Signed views of the offsets (no copy): one past 2**63 reads as negative and is refused.
+    bounds = np.frombuffer(index, dtype="<i8")
     if len(bounds) != 2 + 2 * (count + 1):
         raise SnapshotError(
             f"snapshot documents index holds {len(bounds)} offsets; {count} documents need "
             f"{2 + 2 * (count + 1)}: the data is corrupt"
         )
-    if count == 0 or int(bounds.max()) > len(raw):
+    if count == 0 or int(bounds.max()) > len(raw) or int(bounds.min()) < 0:
         raise SnapshotError(
             "snapshot documents index points outside its section: the data is corrupt"
         )
     data = np.frombuffer(raw, dtype=np.uint8)
     ids_start, ids_end = int(bounds[0]), int(bounds[1])
-    text_bounds = bounds[2 : count + 3].astype(np.int64)
-    metadata_bounds = bounds[count + 3 :].astype(np.int64)
+    text_bounds = bounds[2 : count + 3]
+    metadata_bounds = bounds[count + 3 :]
     for column in (text_bounds, metadata_bounds):
         _check_bounds(data, column)
     if not ids_start < ids_end <= text_bounds[0]:
         raise SnapshotError(
             "snapshot documents index has an invalid ids range: the data is corrupt"
+        )
+    # LazyColumn only slices ``raw`` and hands the slices to orjson: a memoryview serves as bytes.
+    view = cast(bytes, raw)
+    texts = LazyColumn[str](view, text_bounds, _text)
+    metadata = LazyColumn[Metadata](view, metadata_bounds, _metadata)
+    if ids_index is not None:
+        return (
+            parse_ids_index(raw, ids_index, count, (ids_start, ids_end), check_ids),
+            texts,
+            metadata,
         )
     with gc_paused():
         try:
@@ -171,9 +196,7 @@ def parse_indexed_documents(
     if not isinstance(ids, list) or len(ids) != count:
         raise SnapshotError(f"snapshot documents 'ids' must be a list of {count} entries")
     check_ids(ids)
-    # LazyColumn only slices ``raw`` and hands the slices to orjson: a memoryview serves as bytes.
-    view = cast(bytes, raw)
-    return ids, LazyColumn(view, text_bounds, _text), LazyColumn(view, metadata_bounds, _metadata)
+    return ids, texts, metadata
 
 
 def _check_bounds(data: npt.NDArray[np.uint8], bounds: npt.NDArray[np.int64]) -> None:

@@ -76,7 +76,8 @@ def decode_graph(
 ) -> GraphParts:
     """The graph of checksummed sections, checked against the index; a bad one is a
     :class:`SnapshotError`."""
-    row_of_slot = np.frombuffer(slots, dtype="<i8").astype(np.int64)
+    # A view of the section (of a mapped file's pages, too) on little-endian machines.
+    row_of_slot = np.frombuffer(slots, dtype="<i8").astype(np.int64, copy=False)
     try:
         return load_graph(graph, row_of_slot, count, dimension)
     except InvalidArgumentError as exc:

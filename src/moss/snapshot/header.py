@@ -44,7 +44,7 @@ REQUIRED_SECTIONS = {"full": ("vectors", "documents"), "delta": ("vectors", "doc
 REQUIRED_SECTIONS["compaction"] = REQUIRED_SECTIONS["full"]
 #: Sections only a full snapshot may carry (a delta's readers re-quantise and re-tokenise).
 FULL_ONLY_SECTIONS: tuple[str, ...] = ("vectors_int8", "vectors_int8_scales", "keywords")
-FULL_ONLY_SECTIONS += ("documents_index", "hnsw_graph", "hnsw_slots")
+FULL_ONLY_SECTIONS += ("documents_index", "ids_index", "hnsw_graph", "hnsw_slots")
 
 _CHECKSUM_PATTERN = re.compile(r"[0-9a-f]{16}")
 _SECTION_NAME_PATTERN = re.compile(r"[a-z0-9_.-]{1,64}")

@@ -21,6 +21,7 @@ from .data import DeltaData, Int8Vectors, SnapshotData, rows_from_v1_blocks
 from .documents import INDEX_SECTION, Metadata, parse_documents, parse_indexed_documents
 from .graph import HNSW_SECTIONS, decode_graph
 from .header import PREFIX, SnapshotHeader, checksum, parse_header, parse_prefix
+from .ids_index import ID_SECTION
 from .reader import KEYWORDS_SECTION, SnapshotReader
 
 
@@ -108,10 +109,14 @@ def _full(
     vectors = array("vectors", "<f4", count * dimension).reshape(count, dimension)
     texts: list[str] | LazyColumn[str]
     metadata: list[Metadata] | LazyColumn[Metadata]
+    ids: list[str] | LazyColumn[str]
     if INDEX_SECTION in sections and count:
-        # Texts and metadata stay in the mapped pages, decoded as they are read.
-        offsets = bytes(part(INDEX_SECTION))
-        ids, texts, metadata = parse_indexed_documents(part("documents"), offsets, count)
+        # Texts, metadata (and ids, with their index) stay in the mapped pages, decoded as they
+        # are read; the offsets and the id table are read from the pages too.
+        id_index = part(ID_SECTION) if ID_SECTION in sections else None
+        ids, texts, metadata = parse_indexed_documents(
+            part("documents"), part(INDEX_SECTION), count, id_index
+        )
     else:
         ids, texts, metadata = parse_documents(bytes(part("documents")), count)
     int8 = None
@@ -129,6 +134,6 @@ def _full(
     graph = None
     if keep_graph and HNSW_SECTIONS[0] in sections:  # checksums verified: FAISS may read it
         graph_bytes = array(HNSW_SECTIONS[0], "u1", sections[HNSW_SECTIONS[0]].length)
-        slots = np.frombuffer(bytes(part(HNSW_SECTIONS[1])), dtype=np.uint8)
+        slots = np.frombuffer(part(HNSW_SECTIONS[1]), dtype=np.uint8)
         graph = decode_graph(graph_bytes, slots, count, dimension)
     return SnapshotData(header, vectors, ids, texts, metadata, int8, keywords, graph)

@@ -32,6 +32,7 @@ from .header import (
     parse_header,
     parse_prefix,
 )
+from .ids_index import ID_SECTION
 
 #: The optional sections of an int8 index: its codes, then its per-dimension scales.
 INT8_SECTIONS = ("vectors_int8", "vectors_int8_scales")
@@ -76,6 +77,7 @@ class SnapshotReader:
         # With a documents index, texts and metadata are decoded when read (see LazyColumn).
         self._lazy_documents = lazy_documents
         self._documents_index = bytearray()
+        self._ids_index = bytearray()
         self._expected_name = expected_name
         self._max_size = max_size
         self._head = bytearray()
@@ -174,11 +176,18 @@ class SnapshotReader:
 
     def _parse_documents(
         self, header: SnapshotHeader
-    ) -> tuple[list[str], list[str] | LazyColumn[str], list[Metadata] | LazyColumn[Metadata]]:
+    ) -> tuple[
+        list[str] | LazyColumn[str],
+        list[str] | LazyColumn[str],
+        list[Metadata] | LazyColumn[Metadata],
+    ]:
         raw = bytes(self._documents)
         self._documents = bytearray()
         if self._lazy_documents and INDEX_SECTION in header.sections and header.count:
-            return parse_indexed_documents(raw, bytes(self._documents_index), header.count)
+            ids_index = bytes(self._ids_index) if ID_SECTION in header.sections else None
+            return parse_indexed_documents(
+                raw, bytes(self._documents_index), header.count, ids_index
+            )
         return parse_documents(raw, header.count)
 
     def _consume(self, view: memoryview) -> memoryview:
@@ -261,6 +270,8 @@ class SnapshotReader:
             self._documents += part
         elif name == INDEX_SECTION and self._lazy_documents:
             self._documents_index += part
+        elif name == ID_SECTION and self._lazy_documents:
+            self._ids_index += part
         elif name == "vectors_int8" and self._int8_bytes is not None:
             end = self._region_pos + len(part)
             self._int8_bytes[self._region_pos : end] = np.frombuffer(part, dtype=np.uint8)
