@@ -12,7 +12,7 @@ import pytest
 
 from moss.errors import InvalidArgumentError, SnapshotError
 from moss.index.engine import Engine
-from moss.index.hnsw import GRAPH_MIN_ROWS, HnswGraph, HnswParams
+from moss.index.hnsw import GRAPH_MIN_ROWS, HnswGraph, HnswParams, load_graph
 from moss.snapshot import decode_snapshot, encode_snapshot, map_snapshot
 from moss.snapshot.data import SnapshotData
 from moss.snapshot.graph import parse_index_field
@@ -101,6 +101,48 @@ def test_recall_and_exact_scores(corpus: Any) -> None:
     for doc, score in graph.search(queries[0], 10):
         exact = float(vectors[ids.index(doc.id)] @ queries[0])
         assert score == pytest.approx(exact, abs=1e-6)
+
+
+def test_rerank_is_exact_and_ties_go_by_id_in_every_vector_layout(corpus: Any) -> None:
+    """The re-rank reads the vectors in place while they are one matrix (opened, not written)
+    and gathers them once they are a base, a tail and patches: both give exact scores, ties
+    ordered by id, the same answer as the exact engine when the graph finds the true top k."""
+    vectors, queries, ids, metadata = corpus
+    built = Engine(DIM, index="hnsw")
+    built.upsert(ids, [""] * COUNT, metadata, vectors)
+    exported = built.export_all()
+    assert exported.graph is not None
+    graph = Engine.from_arrays(
+        vectors.copy(),
+        list(ids),
+        [""] * COUNT,
+        list(metadata),
+        index="hnsw",
+        graph=load_graph(*exported.graph, COUNT, DIM),
+    )
+    flat = Engine.from_arrays(vectors.copy(), list(ids), [""] * COUNT, list(metadata))
+    twin = vectors[5] * 0.999 + queries[0] * 0.001  # one vector for two documents: a tie
+    twin /= np.linalg.norm(twin)
+    layouts = (
+        ("opened", lambda e: None),
+        (
+            "appended",
+            lambda e: e.upsert(["zz", "aa"], ["", ""], [None, None], np.stack([twin, twin])),
+        ),
+        ("patched", lambda e: e.upsert(["d7"], [""], [None], vectors[8:9])),
+        ("deleted", lambda e: e.delete(["d9", "d10"])),
+    )
+    for name, write in layouts:
+        write(graph)
+        write(flat)
+        for query in [*queries[:20], twin]:
+            found = graph.search(query, 10, ef_search=512)
+            assert [d.id for d, _ in found] == [d.id for d, _ in flat.search(query, 10)], name
+            for (doc, score), (_, exact) in zip(found, flat.search(query, 10), strict=True):
+                assert score == pytest.approx(exact, abs=1e-6), (name, doc.id)
+        if name != "opened":
+            hits = [d.id for d, _ in graph.search(twin, 2)]
+            assert hits == ["aa", "zz"], name
 
 
 def test_deletes_are_tombstones_until_the_rebuild_fraction(corpus: Any) -> None:

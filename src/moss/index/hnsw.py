@@ -17,15 +17,15 @@ Not thread-safe on its own: the engine calls it under its lock. FAISS is importe
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from ..errors import InvalidArgumentError
+from .hnsw_params import INDEX_KINDS, HnswParams, hnsw_params, parse_params
 
 __all__ = [
     "GRAPH_MIN_ROWS",
@@ -37,85 +37,15 @@ __all__ = [
     "load_graph",
     "maintain_graph",
     "parse_params",
+    "products_by_row",
 ]
 
-#: Index kinds an engine can search with: exact scan, or an HNSW graph re-ranked exactly.
-INDEX_KINDS = ("flat", "hnsw")
 #: Below this many rows an hnsw engine scans exactly (0.3-0.6 ms at 10k x 384, as fast as the
 #: graph) and builds no graph: it is built, trained on every row, once the index reaches it.
 GRAPH_MIN_ROWS = 10_000
-STORAGES = ("sq8", "flat")
 
 Matrix = npt.NDArray[np.float32]
 Slots = npt.NDArray[np.int64]
-_MAX_M = 256
-_MAX_EF = 1 << 16
-
-
-@dataclass(frozen=True)
-class HnswParams:
-    """Build and search parameters of an hnsw index (stored in the snapshot header).
-
-    Defaults measured by benchmarks/bench_large.py (clustered 384-d corpus, 2 cores): M 32,
-    efConstruction 80 and efSearch 64 give recall@10 >= 0.95 at 100k and 1M.
-    """
-
-    m: int = 32
-    ef_construction: int = 80
-    ef_search: int = 64
-    storage: str = "sq8"
-    #: Rebuild the graph when this fraction of its slots are tombstones (deleted or replaced).
-    rebuild_fraction: float = 0.25
-
-    def __post_init__(self) -> None:
-        _check_int("m", self.m, 2, _MAX_M)
-        _check_int("ef_construction", self.ef_construction, 1, _MAX_EF)
-        _check_int("ef_search", self.ef_search, 1, _MAX_EF)
-        if self.storage not in STORAGES:
-            raise InvalidArgumentError(
-                f"hnsw storage must be one of {', '.join(map(repr, STORAGES))}, "
-                f"got {self.storage!r}"
-            )
-        fraction = self.rebuild_fraction
-        if (
-            isinstance(fraction, bool)
-            or not isinstance(fraction, (int, float))
-            or not math.isfinite(fraction)
-            or not 0 < fraction <= 1
-        ):
-            raise InvalidArgumentError(
-                f"hnsw rebuild_fraction must be a number in (0, 1], got {fraction!r}"
-            )
-
-    def to_json(self) -> dict[str, Any]:
-        """The parameters as a JSON object (the snapshot header's ``index`` field, kind aside)."""
-        return asdict(self)
-
-
-def parse_params(value: HnswParams | Mapping[str, Any] | None) -> HnswParams:
-    """``HnswParams`` from itself, a mapping of its fields (unknown keys refused) or None."""
-    if value is None:
-        return HnswParams()
-    if isinstance(value, HnswParams):
-        return value
-    if not isinstance(value, Mapping):
-        raise InvalidArgumentError(f"hnsw parameters must be a mapping, got {value!r}")
-    known = HnswParams.__dataclass_fields__
-    unknown = sorted(set(value) - set(known))
-    if unknown:
-        raise InvalidArgumentError(
-            f"unknown hnsw parameter {unknown[0]!r}; known: {', '.join(sorted(known))}"
-        )
-    return HnswParams(**value)
-
-
-def hnsw_params(index: object, hnsw: HnswParams | Mapping[str, Any] | None) -> HnswParams | None:
-    """Check an index kind and its parameters; return them (None for ``"flat"``)."""
-    if index not in INDEX_KINDS:
-        raise InvalidArgumentError(
-            f"index must be one of {', '.join(map(repr, INDEX_KINDS))}, got {index!r}"
-        )
-    return None if index == "flat" else parse_params(hnsw)
 
 
 class GraphHolder(Protocol):
@@ -151,13 +81,6 @@ def maintain_graph(
     if graph is None or graph.dead_fraction() >= params.rebuild_fraction:
         enough = len(store) >= GRAPH_MIN_ROWS
         store.graph = HnswGraph.build(store.matrix(), params) if enough else None
-
-
-def _check_int(name: str, value: object, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise InvalidArgumentError(
-            f"hnsw {name} must be an integer in {low}..{high}, got {value!r}"
-        )
 
 
 @dataclass(frozen=True)
@@ -200,6 +123,9 @@ class HnswGraph:
             )
         self.slot_of_row[self.row_of_slot[alive]] = alive
         self.dead = len(self.row_of_slot) - len(alive)
+        # Whether slot i holds row i for every slot (a graph built or loaded whole, then only
+        # appended to): a search then needs no slot-to-row lookup (~7 us of random reads).
+        self._identity = not self.dead and np.array_equal(alive, self.row_of_slot)
         self._alive_bits: npt.NDArray[np.uint8] | None = None
         self._serialized = parts.serialized
         # efSearch -> FAISS search parameters without a filter, and the bitmap their selector
@@ -258,6 +184,9 @@ class HnswGraph:
             self.index = faiss.deserialize_index(faiss.serialize_index(self.index))
             self._source = None
         first = self.slots
+        self._identity = self._identity and np.array_equal(
+            rows, np.arange(first, first + len(rows))
+        )
         self.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
         self.row_of_slot = np.concatenate([self.row_of_slot, rows])
         needed = int(rows.max(initial=-1)) + 1
@@ -272,6 +201,7 @@ class HnswGraph:
         live = slots[slots >= 0]
         self.row_of_slot[live] = -1
         self.dead += len(live)
+        self._identity = self._identity and not len(live)
         self._changed()
 
     def _changed(self) -> None:
@@ -283,9 +213,10 @@ class HnswGraph:
 
     def candidates(
         self, queries: Matrix, wanted: int, ef_search: int, rows: npt.NDArray[np.intp] | None
-    ) -> list[npt.NDArray[np.int64]]:
+    ) -> Slots:
         """For each query, the rows of up to ``wanted`` nearest graph slots (``rows``: only
-        those rows may be proposed; None: any live row)."""
+        those rows may be proposed; None: any live row), one line per query, best first,
+        padded with -1."""
         ef = max(ef_search, wanted)
         cached = self._search_params.get(ef) if rows is None else None
         if cached is None:
@@ -298,8 +229,17 @@ class HnswGraph:
             cached = (faiss.SearchParametersHNSW(efSearch=ef, sel=selector), bits)
             if rows is None:
                 self._search_params[ef] = cached
-        _, labels = self.index.search(queries, wanted, params=cached[0])
-        return [self.row_of_slot[found[found >= 0]] for found in labels]
+        # FAISS's own search_c, not its Python wrapper (which checks and allocates again).
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        count = len(queries)
+        labels = np.empty((count, wanted), dtype=np.int64)
+        distances = np.empty((count, wanted), dtype=np.float32)
+        ptr = _faiss().swig_ptr
+        self.index.search_c(count, ptr(queries), wanted, ptr(distances), ptr(labels), cached[0])
+        if self._identity:
+            return labels
+        found: Slots = np.where(labels >= 0, self.row_of_slot[labels], -1)
+        return found
 
     def _alive_bitmap(self) -> npt.NDArray[np.uint8] | None:
         if not self.dead:
@@ -322,6 +262,21 @@ class HnswGraph:
             self._serialized = _faiss().serialize_index(self.index)
             self._serialized.flags.writeable = False
         return self._serialized, self.row_of_slot.copy()
+
+
+def products_by_row(out: Matrix, queries: Matrix, matrix: Matrix, rows: Slots) -> None:
+    """``out[i, j] = queries[i] . matrix[rows[i, j]]`` (left as is where ``rows`` is -1), by
+    FAISS without gathering the rows. Every row must be below ``len(matrix)``: FAISS does not
+    check, so the caller does."""
+    assert out.shape == rows.shape == (len(queries), rows.shape[1]) and out.dtype == np.float32
+    faiss = _faiss()
+    ptr = faiss.swig_ptr
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    dimension = matrix.shape[1]
+    faiss.fvec_inner_products_by_idx(
+        ptr(out), ptr(queries), ptr(matrix), ptr(rows), dimension, len(queries), rows.shape[1]
+    )
 
 
 def load_graph(

@@ -12,10 +12,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from itertools import pairwise
 
 import numpy as np
 import numpy.typing as npt
 
+from .hnsw import products_by_row
 from .rows import DocumentRows
 
 __all__ = [
@@ -176,12 +178,49 @@ def rank_graph(
     approximate, and re-ranking a few dozen rows costs ~10 us."""
     assert store.graph is not None
     wanted = max(_GRAPH_CANDIDATES, 2 * top_k)
-    picks = []
     found = store.graph.candidates(queries, wanted, ef_search, subset)
-    for query, rows in zip(queries, found, strict=True):
-        exact: Matrix = np.einsum("ij,j->i", store.take(rows), query)  # see _product
-        picks.append(top(store, exact, rows, top_k, min_score))
+    exact = _scores_of(store, queries, found)
+    picks = []
+    complete = not len(found) or found[:, -1].min() >= 0  # -1 pads a short answer at the end
+    for scores, rows in zip(exact, found, strict=True):
+        if not complete:
+            scores, rows = scores[rows >= 0], rows[rows >= 0]
+        picks.append(top(store, scores, rows, top_k, min_score))
     return picks
+
+
+def _scores_of(store: DocumentRows, queries: Matrix, rows: npt.NDArray[np.int64]) -> Matrix:
+    """``queries[i] . vector(rows[i, j])`` for each (i, j); -1 (no row) scores 0.
+
+    When the rows are one contiguous matrix, FAISS computes every product in one call without
+    gathering the rows (the gather dominated: ~45 against ~20 us for 40 rows of a 100k x 384
+    index); otherwise one gather of every row, then a product per query."""
+    out = np.zeros(rows.shape, dtype=np.float32)
+    block = _one_block(store)
+    if block is not None and rows.max(initial=-1) < len(block):
+        products_by_row(out, queries, block, rows)
+        return out
+    valid = rows >= 0
+    vectors = store.take(rows[valid])
+    start = 0
+    for i, query in enumerate(queries):
+        end = start + int(valid[i].sum())
+        out[i, valid[i]] = np.einsum("ij,j->i", vectors[start:end], query)  # see _product
+        start = end
+    return out
+
+
+def _one_block(store: DocumentRows) -> Matrix | None:
+    """The matrix whose line i is row i's vector for every row, when the rows are one block (an
+    index built by writes, or opened and not written since); else None."""
+    blocks = store.blocks
+    if blocks.plain:
+        block = blocks.tail
+    elif len(store) <= len(blocks.base) and not blocks.patch_rows:
+        block = blocks.base
+    else:
+        return None
+    return block if block.dtype == np.float32 and block.flags.c_contiguous else None
 
 
 def _scores(store: DocumentRows, queries: Matrix, subset: Rows | None) -> Matrix:
@@ -209,6 +248,15 @@ def top(
         keep = np.flatnonzero(scores >= min_score)
         scores = scores[keep]
         subset = keep if subset is None else subset[keep]
+    if len(scores) <= _SORT_ALL:
+        # A few dozen scores (the usual case: callers pass candidates): sort them all, and
+        # decide by id only if two of the best are equal (~2x cheaper than always by id).
+        head = np.argsort(scores)[::-1][: top_k + 1]
+        best = scores[head].tolist()
+        if not any(a == b for a, b in pairwise(best)):
+            picked = head[:top_k] if subset is None else subset[head[:top_k]]
+            pairs = zip(picked.tolist(), best[:top_k], strict=True)
+            return [(row, _clip(score)) for row, score in pairs]
     if len(scores) > top_k:
         # Every score equal to the k-th best is a candidate, so ties at the cut are decided
         # by id below, not by argpartition's arbitrary choice.
@@ -222,8 +270,16 @@ def top(
         zip(scores[candidates].tolist(), rows.tolist(), strict=True),
         key=lambda p: (-p[0], ids[p[1]]),
     )
-    # Rounding can put a product of unit vectors a hair outside [-1, 1].
-    return [(row, min(1.0, max(-1.0, score))) for score, row in ranked[:top_k]]
+    return [(row, _clip(score)) for score, row in ranked[:top_k]]
+
+
+# top() sorts up to this many scores outright instead of partitioning them first.
+_SORT_ALL = 256
+
+
+def _clip(score: float) -> float:
+    """Rounding can put a product of unit vectors a hair outside [-1, 1]."""
+    return min(1.0, max(-1.0, score))
 
 
 def _product(queries: Matrix, matrix: Matrix) -> Matrix:
