@@ -174,6 +174,7 @@ def test_ids_stay_lazy_and_every_row_is_found(
     assert [d.id for d in docs] == ids[::-1]
     assert [d.metadata for d in docs] == [{"n": n} for n in reversed(range(len(ids)))]
     np.testing.assert_array_equal(engine.vectors_for(ids), data.vectors)
+    assert [d.id for d in engine.get([5, None, "d1"])] == ["d1"]  # type: ignore[list-item]
     hits = engine.search(data.vectors[3], 1)
     assert hits[0][0].id == ids[3]
     assert isinstance(store.ids, IdColumn)  # lookups and searches decode single ids only

@@ -269,7 +269,7 @@ class Engine:
             store = self._store
             rows: Iterable[int]
             if ids is not None:
-                rows = (r for r in map(store.row_of.get, ids) if r is not None)
+                rows = (r for r in store.rows_of(ids) if r is not None)
                 if predicate is not None:
                     metadata = store.metadata
                     rows = (r for r in rows if predicate(metadata[r]))
@@ -285,7 +285,7 @@ class Engine:
     def vectors_for(self, ids: Sequence[str]) -> Matrix:
         """Copies of the stored vectors of ``ids``, in order; unknown ids are skipped."""
         with self._lock:
-            rows = [r for r in map(self._store.row_of.get, ids) if r is not None]
+            rows = [r for r in self._store.rows_of(ids) if r is not None]
             return self._store.take(rows)
 
     def search(

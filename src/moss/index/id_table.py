@@ -240,13 +240,14 @@ class IdRows:
     def get(self, doc_id: str) -> int | None:
         row = self._changed.get(doc_id)
         if row is None:
-            return self._table.find(doc_id)
+            # Anything but a string is no id (as a dict of ids would answer).
+            return self._table.find(doc_id) if isinstance(doc_id, str) else None
         return row if row >= 0 else None
 
     def get_many(self, ids: Sequence[str]) -> list[int | None]:
         changed = self._changed
         found = [changed.get(doc_id) for doc_id in ids]
-        todo = [i for i, row in enumerate(found) if row is None]
+        todo = [i for i, row in enumerate(found) if row is None and isinstance(ids[i], str)]
         for i, row in zip(todo, self._table.find_many([ids[i] for i in todo]), strict=True):
             found[i] = row
         return [None if row is None or row < 0 else row for row in found]

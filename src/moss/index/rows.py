@@ -82,6 +82,13 @@ class DocumentRows:
     def doc(self, row: int) -> StoredDoc:
         return StoredDoc(self.ids[row], self.texts[row], self.metadata[row])
 
+    def rows_of(self, ids: Sequence[str]) -> list[int | None]:
+        """The row of each id (None for unknown ones), looked up together."""
+        row_of = self.row_of
+        if isinstance(row_of, dict):
+            return list(map(row_of.get, ids))
+        return row_of.get_many(ids)
+
     def adopt(
         self,
         ids: Sequence[str],
