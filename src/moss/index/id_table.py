@@ -88,13 +88,15 @@ def hash_segments(data: npt.NDArray[np.uint8], starts: I64, lengths: I64) -> U64
         active = np.flatnonzero(lengths > 0)
     offset = 0
     while active is None or len(active):
-        left = lengths - offset if active is None else lengths[active] - offset
-        at = (starts if active is None else starts[active]) + offset
-        clipped = np.minimum(at, last)
-        word = words[clipped]
-        past = at - clipped
-        if past.any():  # a word that would run past the end: read it earlier, shift it down
-            word >>= (past * 8).astype(np.uint64)
+        left = lengths if active is None else lengths[active]
+        at = starts if active is None else starts[active]
+        if offset:
+            left, at = left - offset, at + offset
+        if len(at) and int(at.max()) > last:  # words that would run past the end: read each
+            clipped = np.minimum(at, last)  # from earlier and shift it down
+            word = words[clipped] >> ((at - clipped) * 8).astype(np.uint64)
+        else:
+            word = words[at]
         word &= _KEEP[np.minimum(left, 8)]
         if active is None:
             h = _mix_array(h ^ word)
