@@ -2,13 +2,17 @@
 
 Ratios from one run (on shared cores compare ratios, not absolute numbers):
 
-- ``add_docs`` with the default model (``moss-minilm``) on SciFact abstracts (title + text) and
-  on 230-character texts, docs/s, against a floor: the same model file run by ``tokenizers`` +
-  ``onnxruntime`` (all cores), length-sorted batches of 32, mean pooling.
+- Embedding with the default model (``moss-minilm``) on SciFact abstracts (title + text) and
+  on 230-character texts, docs/s: the floor (the same model file run by ``tokenizers`` +
+  ``onnxruntime``, all cores, length-sorted batches of 32, mean pooling), moss's float32 graph
+  (the shipped file, as moss ran it before issue 17) and moss's int8 graph
+  (moss.embeddings.int8_graph), timed in alternating rounds (best of ``--rounds``); then
+  ``add_docs`` with the graph moss picks on this machine.
+- Model load time in fresh processes: the first load on a machine (derives and caches the int8
+  graph, then measures which graph is faster), a cached load, and a forced float / int8 load.
 - The machine's matrix rate beside moss: onnxruntime (all cores) multiplying
   (32 x mean tokens) x 384 by 384 x 1536, as ``MatMulInteger`` (uint8 x int8, the int8 GEMM
-  rate) and as float32 ``MatMul``; the model keeps int8 weights but casts them to float32, so
-  its inference runs float32 MatMul. Moss's share: its docs/s x the model's GEMM operations per
+  rate) and as float32 ``MatMul``. Moss's share: its docs/s x the model's GEMM operations per
   document (6 layers x (4 x 384^2 + 2 x 384 x 1536) multiply-adds x 2 per token; the
   attention products, <5% at these lengths, are left out) over each rate.
 - Re-adding the 230-character texts with new metadata only: embedding calls (a counting
@@ -19,7 +23,7 @@ Ratios from one run (on shared cores compare ratios, not absolute numbers):
   against the floor (a copy of the matrix, an id -> row dict and the two lists).
 
 Run: ``.venv/bin/python benchmarks/bench_ingest.py [--abstracts 150] [--short 2000]
-[--only gemm] [--json benchmarks/results/ingest.json]``; ``--json`` updates the parts
+[--rounds 2] [--only embed|gemm|load|...] [--json benchmarks/results/ingest.json]``; ``--json`` updates the parts
 run in an existing file and keeps the others. SciFact is read from ``--corpus`` (default
 ``../shared/data/scifact/corpus.jsonl`` next to the checkout); the data is never copied here.
 """
@@ -32,6 +36,7 @@ import json
 import os
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -46,7 +51,8 @@ from gemm_rate import gemm_gops
 
 from moss import DocumentInfo, EmbedderModel, FileStore, MossClient, QueryOptions
 from moss.embeddings import MiniLMModel
-from moss.embeddings.minilm import MAX_TOKENS, MODEL_PACKAGE
+from moss.embeddings.arithmetic import ARITHMETIC_ENV
+from moss.embeddings.minilm import MAX_TOKENS, MODEL_PACKAGE, load_runtime
 
 DIM = 384
 TOP_K = 10
@@ -146,29 +152,32 @@ class Counting:
 GEMM_OPS_PER_TOKEN = 2 * 6 * (4 * DIM * DIM + 2 * DIM * 1536)
 
 
-def bench_gemm(texts: list[str], moss_docs_per_s: float) -> dict[str, float]:
+def bench_gemm(texts: list[str], rates: dict[str, float]) -> dict[str, float]:
+    """The machine's int8 and float32 GEMM rates, and the share of each that moss's
+    ``rates`` (docs/s per graph, "float" and "int8") reach."""
     floor = Floor()
     tokens = statistics.mean(len(e.ids) for e in floor.tokenizer.encode_batch(texts))
     rows = 32 * round(tokens)
-    moss_gops = moss_docs_per_s * tokens * GEMM_OPS_PER_TOKEN / 1e9
     int8, fp32 = gemm_gops("MatMulInteger", rows), gemm_gops("MatMul", rows)
     print(f"== the machine's matrix rate ({rows} x {DIM} @ {DIM} x 1536, onnxruntime, all cores)")
     print(f"  int8 MatMulInteger {int8:7.1f} GOPS   float32 MatMul {fp32:7.1f} GOPS")
-    print(
-        f"  moss on abstracts ({tokens:.0f} tokens, {GEMM_OPS_PER_TOKEN * tokens / 1e9:.2f} GOP"
-        f" per doc) {moss_gops:.1f} GOPS: moss reaches {moss_gops / int8:.1%} of the machine's"
-        f" int8 GEMM rate ({moss_gops / fp32:.1%} of float32, which the model runs)"
-    )
-    return {
+    report: dict[str, float] = {
         "rows": rows,
         "mean_tokens": tokens,
         "gemm_ops_per_doc": GEMM_OPS_PER_TOKEN * tokens,
         "int8_gemm_gops": int8,
         "float32_gemm_gops": fp32,
-        "moss_gops": moss_gops,
-        "int8_share": moss_gops / int8,
-        "float32_share": moss_gops / fp32,
     }
+    for graph, rate in rates.items():
+        gops = rate * tokens * GEMM_OPS_PER_TOKEN / 1e9
+        print(
+            f"  moss {graph:5s} graph on abstracts ({tokens:.0f} tokens): {gops:5.1f} GOPS,"
+            f" {gops / int8:.1%} of the int8 GEMM rate, {gops / fp32:.1%} of float32's"
+        )
+        report[f"moss_{graph}_gops"] = gops
+        report[f"moss_{graph}_int8_share"] = gops / int8
+        report[f"moss_{graph}_float32_share"] = gops / fp32
+    return report
 
 
 def load_abstracts(corpus: Path, count: int) -> list[str]:
@@ -189,22 +198,77 @@ def short_texts(abstracts: list[str], count: int) -> list[str]:
     return [f"{i} {joined[i * step : i * step + 225]}"[:230] for i in range(count)]
 
 
-def bench_embedding(client: MossClient, name: str, texts: list[str]) -> dict[str, float]:
+def bench_embedding(
+    client: MossClient, name: str, texts: list[str], rounds: int
+) -> dict[str, float | str]:
+    """docs/s of the floor and of moss's two graphs (alternating rounds, best of each), then of
+    ``add_docs`` with the graph moss picks here."""
     floor = Floor()
-    floor.embed(texts[:32])  # warm-up
-    start = time.perf_counter()
-    floor.embed(texts)
-    floor_rate = len(texts) / (time.perf_counter() - start)
+    graphs = {arithmetic: load_runtime(arithmetic) for arithmetic in ("float", "int8")}
+    embedders: dict[str, Callable[[list[str]], Any]] = {
+        "floor": floor.embed,
+        "float": graphs["float"].embed,
+        "int8": graphs["int8"].embed,
+    }
+    best = dict.fromkeys(embedders, 0.0)
+    for embed in embedders.values():
+        embed(texts[:32])  # warm-up
+    for _ in range(rounds):
+        for key, embed in embedders.items():  # alternating: a burst of load hits all alike
+            start = time.perf_counter()
+            embed(texts)
+            best[key] = max(best[key], len(texts) / (time.perf_counter() - start))
     session = client.sync.session(f"embed-{name}")
-    MiniLMModel().load()
+    model = MiniLMModel()
+    model.load()
     start = time.perf_counter()
     session.add_docs([DocumentInfo(id=f"d{i}", text=t) for i, t in enumerate(texts)])
     moss_rate = len(texts) / (time.perf_counter() - start)
+    floor_rate = best["floor"]
     print(
-        f"  {name:10s} {len(texts):5d} texts  floor {floor_rate:7.1f} docs/s  "
-        f"moss {moss_rate:7.1f} docs/s  ({moss_rate / floor_rate:4.2f}x)"
+        f"  {name:10s} {len(texts):5d} texts  floor {floor_rate:6.1f}  float graph "
+        f"{best['float']:6.1f} ({best['float'] / floor_rate:4.2f}x)  int8 graph "
+        f"{best['int8']:6.1f} ({best['int8'] / floor_rate:4.2f}x, {best['int8'] / best['float']:4.2f}x"
+        f" float)  add_docs ({model.arithmetic}) {moss_rate:6.1f} docs/s"
     )
-    return {"texts": len(texts), "floor_docs_per_s": floor_rate, "moss_docs_per_s": moss_rate}
+    return {
+        "texts": len(texts),
+        "floor_docs_per_s": floor_rate,
+        "moss_float_docs_per_s": best["float"],
+        "moss_int8_docs_per_s": best["int8"],
+        "int8_over_float": best["int8"] / best["float"],
+        "moss_docs_per_s": moss_rate,
+        "moss_arithmetic": model.arithmetic,
+    }
+
+
+LOAD_CHILD = """
+import time
+from moss.embeddings.minilm import load_runtime
+start = time.perf_counter()
+runtime = load_runtime()
+print(time.perf_counter() - start, runtime.arithmetic)
+"""
+
+
+def bench_load() -> dict[str, float | str]:
+    """Seconds to load the model in a fresh process: first on a machine, cached, forced."""
+    report: dict[str, float | str] = {}
+    print("== model load in a fresh process (s)")
+    with tempfile.TemporaryDirectory() as cache:
+        runs = [("first", ""), ("cached", ""), ("forced_float", "float"), ("forced_int8", "int8")]
+        for label, forced in runs:
+            env = {**os.environ, "MOSS_CACHE_DIR": cache, ARITHMETIC_ENV: forced}
+            out = subprocess.run(
+                [sys.executable, "-c", LOAD_CHILD],
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout.split()
+            report[f"{label}_s"], report[f"{label}_arithmetic"] = float(out[0]), out[1]
+            print(f"  {label:13s} {float(out[0]):5.2f}  ({out[1]})")
+    return report
 
 
 def bench_readd(client: MossClient, texts: list[str]) -> dict[str, float]:
@@ -323,7 +387,8 @@ def main() -> None:
     parser.add_argument("--short", type=int, default=2000)
     parser.add_argument("--queries-at", type=int, default=100_000)
     parser.add_argument("--adds", type=int, default=1_000_000)
-    parser.add_argument("--only", choices=["embed", "gemm", "readd", "queries", "adds"])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--only", choices=["embed", "gemm", "load", "readd", "queries", "adds"])
     parser.add_argument("--child", choices=["floor", "moss"])
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
@@ -340,16 +405,21 @@ def main() -> None:
         abstracts = load_abstracts(args.corpus, max(args.abstracts, 200))
         short = short_texts(abstracts, args.short)
         if args.only in (None, "embed", "gemm"):  # the GEMM share needs moss's docs/s
-            print("== add_docs with the default model against the floor (docs/s)")
+            print(
+                "== embedding with the default model: floor, moss's two graphs, add_docs (docs/s)"
+            )
             report["embed"] = {
                 "scifact_abstracts": bench_embedding(
-                    client, "abstracts", abstracts[: args.abstracts]
+                    client, "abstracts", abstracts[: args.abstracts], args.rounds
                 ),
-                "texts_230": bench_embedding(client, "230-char", short[:1000]),
+                "texts_230": bench_embedding(client, "230-char", short[:1000], args.rounds),
             }
         if args.only in (None, "gemm"):
-            rate = report["embed"]["scifact_abstracts"]["moss_docs_per_s"]
-            report["gemm"] = bench_gemm(abstracts[: args.abstracts], rate)
+            measured = report["embed"]["scifact_abstracts"]
+            rates = {g: measured[f"moss_{g}_docs_per_s"] for g in ("float", "int8")}
+            report["gemm"] = bench_gemm(abstracts[: args.abstracts], rates)
+        if args.only in (None, "load"):
+            report["load"] = bench_load()
         if args.only in (None, "readd"):
             report["readd"] = bench_readd(client, short)
         if args.only in (None, "queries"):
