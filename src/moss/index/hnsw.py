@@ -37,7 +37,6 @@ __all__ = [
     "load_graph",
     "maintain_graph",
     "parse_params",
-    "products_by_row",
 ]
 
 #: Below this many rows an hnsw engine scans exactly (0.3-0.6 ms at 10k x 384, as fast as the
@@ -262,21 +261,6 @@ class HnswGraph:
             self._serialized = _faiss().serialize_index(self.index)
             self._serialized.flags.writeable = False
         return self._serialized, self.row_of_slot.copy()
-
-
-def products_by_row(out: Matrix, queries: Matrix, matrix: Matrix, rows: Slots) -> None:
-    """``out[i, j] = queries[i] . matrix[rows[i, j]]`` (left as is where ``rows`` is -1), by
-    FAISS without gathering the rows. Every row must be below ``len(matrix)``: FAISS does not
-    check, so the caller does."""
-    assert out.shape == rows.shape == (len(queries), rows.shape[1]) and out.dtype == np.float32
-    faiss = _faiss()
-    ptr = faiss.swig_ptr
-    queries = np.ascontiguousarray(queries, dtype=np.float32)
-    rows = np.ascontiguousarray(rows, dtype=np.int64)
-    dimension = matrix.shape[1]
-    faiss.fvec_inner_products_by_idx(
-        ptr(out), ptr(queries), ptr(matrix), ptr(rows), dimension, len(queries), rows.shape[1]
-    )
 
 
 def load_graph(

@@ -12,12 +12,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from itertools import pairwise
 
 import numpy as np
 import numpy.typing as npt
 
-from .hnsw import products_by_row
 from .rows import DocumentRows
 
 __all__ = [
@@ -179,48 +177,23 @@ def rank_graph(
     assert store.graph is not None
     wanted = max(_GRAPH_CANDIDATES, 2 * top_k)
     found = store.graph.candidates(queries, wanted, ef_search, subset)
-    exact = _scores_of(store, queries, found)
-    picks = []
-    complete = not len(found) or found[:, -1].min() >= 0  # -1 pads a short answer at the end
-    for scores, rows in zip(exact, found, strict=True):
-        if not complete:
-            scores, rows = scores[rows >= 0], rows[rows >= 0]
-        picks.append(top(store, scores, rows, top_k, min_score))
-    return picks
-
-
-def _scores_of(store: DocumentRows, queries: Matrix, rows: npt.NDArray[np.int64]) -> Matrix:
-    """``queries[i] . vector(rows[i, j])`` for each (i, j); -1 (no row) scores 0.
-
-    When the rows are one contiguous matrix, FAISS computes every product in one call without
-    gathering the rows (the gather dominated: ~45 against ~20 us for 40 rows of a 100k x 384
-    index); otherwise one gather of every row, then a product per query."""
-    out = np.zeros(rows.shape, dtype=np.float32)
-    block = _one_block(store)
-    if block is not None and rows.max(initial=-1) < len(block):
-        products_by_row(out, queries, block, rows)
-        return out
-    valid = rows >= 0
-    vectors = store.take(rows[valid])
-    start = 0
-    for i, query in enumerate(queries):
-        end = start + int(valid[i].sum())
-        out[i, valid[i]] = np.einsum("ij,j->i", vectors[start:end], query)  # see _product
-        start = end
-    return out
-
-
-def _one_block(store: DocumentRows) -> Matrix | None:
-    """The matrix whose line i is row i's vector for every row, when the rows are one block (an
-    index built by writes, or opened and not written since); else None."""
-    blocks = store.blocks
-    if blocks.plain:
-        block = blocks.tail
-    elif len(store) <= len(blocks.base) and not blocks.patch_rows:
-        block = blocks.base
+    if found.size and found.min() < 0:  # -1 pads a short answer
+        lines = [rows[rows >= 0] for rows in found]
+        vectors = store.take(np.concatenate(lines))
     else:
-        return None
-    return block if block.dtype == np.float32 and block.flags.c_contiguous else None
+        lines = list(found)
+        vectors = store.take(found.ravel())
+    # One gather for every query's candidates (each gather costs a few us before its rows).
+    # Not faiss.fvec_inner_products_by_idx, which reads them in place: it opens an OpenMP
+    # parallel region even for one query, which waits for a busy second core (0.1-0.7 ms).
+    picks = []
+    start = 0
+    for query, rows in zip(queries, lines, strict=True):
+        end = start + len(rows)
+        exact: Matrix = np.einsum("ij,j->i", vectors[start:end], query)  # see _product
+        picks.append(top(store, exact, rows, top_k, min_score))
+        start = end
+    return picks
 
 
 def _scores(store: DocumentRows, queries: Matrix, subset: Rows | None) -> Matrix:
@@ -253,10 +226,12 @@ def top(
         # decide by id only if two of the best are equal (~2x cheaper than always by id).
         head = np.argsort(scores)[::-1][: top_k + 1]
         best = scores[head].tolist()
-        if not any(a == b for a, b in pairwise(best)):
+        if len(set(best)) == len(best):
             picked = head[:top_k] if subset is None else subset[head[:top_k]]
-            pairs = zip(picked.tolist(), best[:top_k], strict=True)
-            return [(row, _clip(score)) for row, score in pairs]
+            best = best[:top_k]
+            if best and (best[0] > 1.0 or best[-1] < -1.0):  # sorted: only the ends can be
+                best = [_clip(score) for score in best]
+            return list(zip(picked.tolist(), best, strict=True))
     if len(scores) > top_k:
         # Every score equal to the k-th best is a candidate, so ties at the cut are decided
         # by id below, not by argpartition's arbitrary choice.
