@@ -104,9 +104,9 @@ def test_recall_and_exact_scores(corpus: Any) -> None:
 
 
 def test_rerank_is_exact_and_ties_go_by_id_in_every_vector_layout(corpus: Any) -> None:
-    """The re-rank reads the vectors in place while they are one matrix (opened, not written)
-    and gathers them once they are a base, a tail and patches: both give exact scores, ties
-    ordered by id, the same answer as the exact engine when the graph finds the true top k."""
+    """Whatever the layout of the vectors (one adopted matrix; then a base, a tail, patches),
+    the re-ranked answer is the exact engine's (when the graph finds the true top k): the same
+    ids in the same order, exact scores, ties ordered by id."""
     vectors, queries, ids, metadata = corpus
     built = Engine(DIM, index="hnsw")
     built.upsert(ids, [""] * COUNT, metadata, vectors)
