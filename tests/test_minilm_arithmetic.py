@@ -164,6 +164,40 @@ def test_without_override_the_measurement_chooses(monkeypatch: pytest.MonkeyPatc
     assert seen == [{"int8", "float"}]
 
 
+def test_the_measured_verdict_is_kept_and_reused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(arithmetic.ARITHMETIC_ENV, raising=False)
+    monkeypatch.setattr(minilm, "pick_arithmetic", lambda embed: "float")
+    assert minilm.load_runtime().arithmetic == "float"
+    path = arithmetic.verdict_path(minilm.MODEL_SHA256)
+    assert path.read_text() == "float\n"
+
+    def measure(embed: object) -> str:
+        raise AssertionError("measured again on the same CPU")
+
+    monkeypatch.setattr(minilm, "pick_arithmetic", measure)
+    assert minilm.load_runtime().arithmetic == "float"
+    path.write_text("int8\n")
+    assert minilm.load_runtime().arithmetic == "int8"
+
+
+@pytest.mark.parametrize("content", ["", "fp16\n", "\xff\xfe"])
+def test_an_unreadable_verdict_is_measured_again(
+    content: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(arithmetic.ARITHMETIC_ENV, raising=False)
+    path = arithmetic.verdict_path(minilm.MODEL_SHA256)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content.encode("latin-1"))
+    monkeypatch.setattr(minilm, "pick_arithmetic", lambda embed: "int8")
+    assert minilm.load_runtime().arithmetic == "int8"
+    assert path.read_text() == "int8\n"
+
+
+def test_a_bad_arithmetic_argument_is_refused() -> None:
+    with pytest.raises(ValueError, match="arithmetic must be one of"):
+        minilm.load_runtime("int4")
+
+
 def test_a_missing_int8_graph_falls_back_to_float_unless_forced(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -5,19 +5,26 @@ dot-product instructions (AVX-512 VNNI, AVX-VNNI, AMX, Arm dot-product), but onn
 on every CPU, and on some without them it is no faster, or its uint8 x int8 kernel saturates
 (AVX2's ``vpmaddubsw``). So the choice is made by measuring, once per process at model load:
 both graphs embed the same probe texts, and int8 is used only if it agrees with float32 and is
-clearly faster. ``MOSS_MINILM_ARITHMETIC=int8|float`` skips the measurement (tests, benchmarks).
+clearly faster. The verdict is kept in the cache directory beside the int8 graph, keyed by the
+CPU (model name and feature flags), so later loads on the machine build one graph only.
+``MOSS_MINILM_ARITHMETIC=int8|float`` skips the measurement (tests, benchmarks).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
+import platform
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
 from ..errors import MossError
 from .base import FloatArray
+from .int8_graph import cache_path, write_cache_file
 
 ARITHMETIC_ENV = "MOSS_MINILM_ARITHMETIC"
 ARITHMETICS = ("int8", "float")
@@ -72,3 +79,37 @@ def pick_arithmetic(embed: dict[str, Embed]) -> str:
             embed[name](PROBE_TEXTS)
             best[name] = min(best[name], time.perf_counter() - start)
     return "int8" if best["int8"] <= MAX_TIME_SHARE * best["float"] else "float"
+
+
+def _cpu_identity() -> str:
+    """The CPU's model name and feature flags (what decides which kernels onnxruntime runs)."""
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            lines = {
+                line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip()
+                for line in info
+                if ":" in line
+            }
+        return f"{lines.get('model name', '')}|{lines.get('flags', lines.get('Features', ''))}"
+    return f"{platform.machine()}|{platform.processor()}"
+
+
+def verdict_path(source_sha256: str, cache_dir: Path | None = None) -> Path:
+    """Where the measured arithmetic of this CPU is kept."""
+    cpu = hashlib.sha256(_cpu_identity().encode()).hexdigest()[:16]
+    return cache_path(source_sha256, cache_dir, suffix=f"-cpu{cpu}.arithmetic")
+
+
+def read_verdict(source_sha256: str) -> str | None:
+    """The arithmetic measured earlier on this CPU, or None (never measured, or unreadable)."""
+    try:
+        value = verdict_path(source_sha256).read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return value if value in ARITHMETICS else None
+
+
+def keep_verdict(source_sha256: str, value: str) -> None:
+    """Keep ``value`` for the next loads on this CPU (a cache that cannot be written is skipped)."""
+    with contextlib.suppress(OSError):
+        write_cache_file(verdict_path(source_sha256), f"{value}\n".encode("ascii"))

@@ -49,13 +49,14 @@ def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "moss"
 
 
-def cache_path(source_sha256: str, cache_dir: Path | None = None) -> Path:
-    """Where the int8 graph of the model file with ``source_sha256`` is cached."""
+def cache_path(source_sha256: str, cache_dir: Path | None = None, suffix: str = ".onnx") -> Path:
+    """Where the int8 graph of the model file with ``source_sha256`` is cached (``suffix``:
+    or what else is kept about it)."""
     import onnxruntime
 
     root = (cache_dir or default_cache_dir()) / "models"
     name = f"minilm-int8-{source_sha256[:16]}-ort{onnxruntime.__version__}-r{REWRITE_VERSION}"
-    return root / f"{name}.onnx"
+    return root / f"{name}{suffix}"
 
 
 def cached_int8_graph(model: bytes, source_sha256: str, cache_dir: Path | None = None) -> bytes:
@@ -69,7 +70,7 @@ def cached_int8_graph(model: bytes, source_sha256: str, cache_dir: Path | None =
     graph = derive_int8_graph(model)
     # A cache that cannot be written (read-only home, full disk) only costs the next load time.
     with contextlib.suppress(OSError):
-        _write_atomic(path, _MAGIC + hashlib.sha256(graph).hexdigest().encode() + b"\n" + graph)
+        write_cache_file(path, _MAGIC + hashlib.sha256(graph).hexdigest().encode() + b"\n" + graph)
     return graph
 
 
@@ -86,7 +87,7 @@ def _read_verified(path: Path) -> bytes | None:
     return graph if hashlib.sha256(graph).hexdigest() == digest else None
 
 
-def _write_atomic(target: Path, data: bytes) -> None:
+def write_cache_file(target: Path, data: bytes) -> None:
     """Write ``data`` under a temporary name and rename it over ``target``: readers see the old
     file or the whole new one. No fsync: the file is verified when read and can be derived
     again (moss.stores.atomic is the durable version; this layer cannot import it)."""

@@ -29,7 +29,14 @@ import numpy as np
 import numpy.typing as npt
 
 from ..errors import MossError
-from .arithmetic import ARITHMETIC_ENV, arithmetic_override, pick_arithmetic
+from .arithmetic import (
+    ARITHMETIC_ENV,
+    ARITHMETICS,
+    arithmetic_override,
+    keep_verdict,
+    pick_arithmetic,
+    read_verdict,
+)
 from .base import MINILM_MODEL_ID, EmbeddingModel, FloatArray, check_texts, normalize_rows
 from .int8_graph import cached_int8_graph
 
@@ -201,7 +208,10 @@ def load_runtime(arithmetic: str | None = None) -> _Runtime:
     import onnxruntime as ort
     from tokenizers import Tokenizer
 
-    choice = arithmetic if arithmetic is not None else arithmetic_override()
+    if arithmetic is not None and arithmetic not in ARITHMETICS:
+        raise ValueError(f"arithmetic must be one of {ARITHMETICS} or None, not {arithmetic!r}")
+    forced = arithmetic if arithmetic is not None else arithmetic_override()
+    choice = forced or read_verdict(MODEL_SHA256)
     model_bytes, tokenizer_json = _verified_files()
     try:
         tokenizer = Tokenizer.from_str(tokenizer_json)
@@ -217,17 +227,19 @@ def load_runtime(arithmetic: str | None = None) -> _Runtime:
             graph = cached_int8_graph(model_bytes, MODEL_SHA256)
             runtimes["int8"] = _Runtime(tokenizer, _session(ort, graph), "int8")
         except Exception as exc:  # onnx, onnxruntime: their own error types
-            if choice == "int8":
+            if forced == "int8":
                 raise MossError(
                     f"cannot build the int8 graph of moss-minilm: {exc}; unset "
                     f"{ARITHMETIC_ENV} or set it to 'float'"
                 ) from exc
             # Measuring would pick float anyway: int8 is a speed-up, never a requirement.
-    if choice != "int8":
+    if choice != "int8" or not runtimes:
         runtimes["float"] = _Runtime(tokenizer, _session(ort, model_bytes), "float")
     if len(runtimes) == 1:
         return next(iter(runtimes.values()))
-    return runtimes[pick_arithmetic({name: rt.embed for name, rt in runtimes.items()})]
+    picked = pick_arithmetic({name: runtime.embed for name, runtime in runtimes.items()})
+    keep_verdict(MODEL_SHA256, picked)
+    return runtimes[picked]
 
 
 def _session(ort: Any, graph: bytes) -> Any:
