@@ -180,6 +180,17 @@ def test_ids_stay_lazy_and_every_row_is_found(
     assert isinstance(store.ids, IdColumn)  # lookups and searches decode single ids only
 
 
+def test_a_written_id_column_is_adopted_as_a_list(tmp_path: Path) -> None:
+    first = engine_of(mapped(tmp_path, blob_of([f"d{i}" for i in range(20)])))
+    first.delete(["d3"])  # d19 moves into row 3: the snapshot's table no longer says so
+    ids = first._store.ids
+    assert isinstance(ids, IdColumn) and not ids.pristine
+    second = Engine.from_arrays(first._store.matrix(), ids, list(ids), [None] * 19)
+    assert isinstance(second._store.row_of, dict)
+    assert [d.id for d in second.get(["d19", "d3"])] == ["d19"]
+    np.testing.assert_array_equal(second.vectors_for(["d19"]), first.vectors_for(["d19"]))
+
+
 def test_mapped_ids_view_the_file(tmp_path: Path) -> None:
     data = mapped(tmp_path, blob_of([f"d{i}" for i in range(50)]))
     assert isinstance(data.ids, IdColumn)

@@ -67,6 +67,11 @@ class LazyColumn(Sequence[_T], Generic[_T]):
         return self.base(i)
 
     @property
+    def pristine(self) -> bool:
+        """Whether the column holds exactly the snapshot's values (nothing written since)."""
+        return self._count == len(self._bounds) - 1 and not self._replaced and not self._appended
+
+    @property
     def raw(self) -> bytes:
         """The bytes the snapshot's values are read from (a memoryview of a mapped file, too)."""
         return self._raw

@@ -97,8 +97,9 @@ class DocumentRows:
     ) -> None:
         """Take a snapshot's columns as the rows (see ``Engine.from_arrays``). A snapshot's
         :class:`IdColumn` brings the table that finds its rows (checked before its first use);
-        other ids are listed and mapped by a dict."""
-        if isinstance(ids, IdColumn):
+        other ids (and one written since, which its table no longer describes) are listed and
+        mapped by a dict."""
+        if isinstance(ids, IdColumn) and ids.pristine:
             self.ids = ids.copy()
             self.row_of = IdRows(ids.table)
         else:
