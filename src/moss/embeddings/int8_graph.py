@@ -11,9 +11,10 @@ text's vector never depends on the other texts of its batch or on padding, and t
 far smaller than with one scale per batch (onnxruntime's ``DynamicQuantizeLinear``). Only
 standard ONNX operators are used (no ``com.microsoft`` ones), so any onnxruntime build runs it.
 
-The derivation is deterministic (the same input bytes and ``onnx`` version give the same output
-bytes). It runs once per model file and onnxruntime version: the result is cached on disk,
-written atomically and checked against its sha256 whenever it is read.
+The rewrite works on the protobuf wire format (moss.embeddings.onnx_wire), not through the
+``onnx`` package, whose import alone costs seconds. It is deterministic: the same model bytes
+give the same graph bytes. It runs once per model file and onnxruntime version: the result is
+cached on disk, written atomically and checked against its sha256 whenever it is read.
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from . import onnx_wire as wire
 
 #: Bumped whenever the rewrite changes, so caches of an older rewrite are never read.
 REWRITE_VERSION = 2
@@ -109,70 +115,75 @@ def derive_int8_graph(model: bytes, outliers: tuple[int, ...] = OUTLIER_CHANNELS
 
     Raises ValueError when the graph has no such product (not the model this was written for).
     """
-    import numpy as np
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    proto = onnx.load_from_string(model)
-    graph = proto.graph
-    initializers = {tensor.name: tensor for tensor in graph.initializer}
-    producer = {output: node for node in graph.node for output in node.output}
+    top = wire.parse(model)
+    graph_at = [i for i, (number, kind, _) in enumerate(top) if number == 7 and kind == wire.LENGTH]
+    if len(graph_at) != 1:
+        raise ValueError("not an ONNX model: no graph")
+    graph = wire.parse(top[graph_at[0]][2])
+    nodes = [_Node(value) for number, _, value in graph if number == 1]
+    tensors = {}
+    for number, _, value in graph:
+        if number == 5:
+            fields = wire.parse(value)
+            tensors[wire.strings(fields, 8)[0]] = fields
+    producer = {output: node for node in nodes for output in node.outputs}
     uses: dict[str, int] = {}
-    for node in graph.node:
-        for name in node.input:
+    for node in nodes:
+        for name in node.inputs:
             uses[name] = uses.get(name, 0) + 1
 
-    def int8_weight(node: Any) -> tuple[str, str, Any, Any] | None:
+    def int8_weight(node: _Node) -> tuple[str, str, _Node, _Node] | None:
         """(int8 weight, column scale, Mul, Cast) when ``node`` multiplies by a scaled weight."""
-        mul = producer.get(node.input[1])
-        if mul is None or mul.op_type != "Mul" or uses[mul.output[0]] != 1:
+        mul = producer.get(node.inputs[1])
+        if mul is None or mul.op_type != "Mul" or uses[mul.outputs[0]] != 1:
             return None
-        cast = producer.get(mul.input[0])
-        if cast is None or cast.op_type != "Cast" or uses[cast.output[0]] != 1:
+        cast = producer.get(mul.inputs[0])
+        if cast is None or cast.op_type != "Cast" or uses[cast.outputs[0]] != 1:
             return None
-        weight, scale = cast.input[0], mul.input[1]
-        if weight not in initializers or scale not in initializers:
+        weight, scale = cast.inputs[0], mul.inputs[1]
+        if weight not in tensors or scale not in tensors:
             return None
         return weight, scale, mul, cast
 
-    def make(op: str, inputs: list[str], output: str, **attributes: Any) -> Any:
-        return helper.make_node(op, inputs, [output], name=output, **attributes)
-
-    constants: dict[str, Any] = {
+    make = wire.node
+    constants: dict[str, npt.NDArray[Any]] = {
         "moss_q_127": np.array(127.0, np.float32),
         "moss_q_128": np.array(128.0, np.float32),
         "moss_q_tiny": np.array(1e-12, np.float32),  # an all-zero row gets a scale, not 0/0
         "moss_q_zero_point": np.array(128, np.uint8),
         "moss_q_outliers": np.array(outliers, np.int64),
     }
-    nodes: list[Any] = []
+    out_nodes: list[tuple[str, bytes]] = []  # (first output, NodeProto bytes)
     dropped: set[str] = set()  # outputs of the Cast and Mul that made float weights
     quantised: dict[str, tuple[str, str, str | None]] = {}
-    for node in graph.node:
+
+    def emit(*made: bytes) -> None:
+        out_nodes.extend(("", data) for data in made)
+
+    for node in nodes:
         found = int8_weight(node) if node.op_type == "MatMul" else None
         if found is None:
-            nodes.append(node)
+            out_nodes.append((node.outputs[0] if node.outputs else "", node.data))
             continue
         weight, column_scale, mul, cast = found
-        dropped.update((mul.output[0], cast.output[0]))
-        x, out = node.input[0], node.output[0]
+        dropped.update((mul.outputs[0], cast.outputs[0]))
+        x, out = node.inputs[0], node.outputs[0]
         if x not in quantised:  # Q, K and V share one quantised input
             p = f"{x}/moss_q"
             split = bool(outliers) and producer[x].op_type == "LayerNormalization"
             inliers = x
             if split:  # the outlier channels go to float32, the int8 part sees zeros there
-                width = numpy_helper.to_array(initializers[weight]).shape[0]
-                mask = np.ones(width, np.float32)
+                mask = np.ones(wire.tensor_array(tensors[weight]).shape[0], np.float32)
                 mask[list(outliers)] = 0.0
                 constants[f"{p}/mask"] = mask
-                nodes += [
+                emit(
                     make("Mul", [x, f"{p}/mask"], f"{p}/inliers"),
                     make("Gather", [x, "moss_q_outliers"], f"{p}/outliers", axis=-1),
-                ]
+                )
                 inliers = f"{p}/inliers"
             # Row scale s = max|x| / 127; x_u8 = round(x / s) + 128 lies in [1, 255] and the
             # zero point 128 takes it back: x ~ s * (x_u8 - 128).
-            nodes += [
+            emit(
                 make("Abs", [inliers], f"{p}/abs"),
                 make("ReduceMax", [f"{p}/abs"], f"{p}/max", axes=[-1], keepdims=1),
                 make("Max", [f"{p}/max", "moss_q_tiny"], f"{p}/maxp"),
@@ -180,38 +191,50 @@ def derive_int8_graph(model: bytes, outliers: tuple[int, ...] = OUTLIER_CHANNELS
                 make("Div", [inliers, f"{p}/s"], f"{p}/div"),
                 make("Round", [f"{p}/div"], f"{p}/round"),
                 make("Add", [f"{p}/round", "moss_q_128"], f"{p}/add"),
-                make("Cast", [f"{p}/add"], f"{p}/u8", to=TensorProto.UINT8),
-            ]
+                make("Cast", [f"{p}/add"], f"{p}/u8", to=wire.UINT8),
+            )
             quantised[x] = (f"{p}/u8", f"{p}/s", f"{p}/outliers" if split else None)
         x_u8, row_scale, x_outliers = quantised[x]
         p = f"{node.name or out}/moss_q"
         int8_out = out if x_outliers is None else f"{p}/int8"
-        nodes += [
+        emit(
             make("MatMulInteger", [x_u8, weight, "moss_q_zero_point"], f"{p}/i32"),
-            make("Cast", [f"{p}/i32"], f"{p}/f32", to=TensorProto.FLOAT),
+            make("Cast", [f"{p}/i32"], f"{p}/f32", to=wire.FLOAT),
             make("Mul", [f"{p}/f32", row_scale], f"{p}/rows"),
             make("Mul", [f"{p}/rows", column_scale], int8_out),
-        ]
+        )
         if x_outliers is not None:
-            rows = numpy_helper.to_array(initializers[weight])[list(outliers)]
-            scale = numpy_helper.to_array(initializers[column_scale])
-            constants[f"{p}/outlier_rows"] = (rows.astype(np.float32) * scale).astype(np.float32)
-            nodes += [
+            rows = wire.tensor_array(tensors[weight])[list(outliers)].astype(np.float32)
+            scale = wire.tensor_array(tensors[column_scale])
+            constants[f"{p}/outlier_rows"] = (rows * scale).astype(np.float32)
+            emit(
                 make("MatMul", [x_outliers, f"{p}/outlier_rows"], f"{p}/float"),
                 make("Add", [int8_out, f"{p}/float"], out),
-            ]
+            )
     if not quantised:
         raise ValueError("the model has no int8-weight MatMul to rewrite")
-    # Copies: clearing the repeated field may invalidate the messages it held.
-    kept = [_copy(onnx.NodeProto, node) for node in nodes if node.output[0] not in dropped]
-    del graph.node[:]
-    graph.node.extend(kept)
-    graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in constants.items())
-    data: bytes = proto.SerializeToString()
-    return data
+    # The nodes go where the first one was, in their new order; every other field stays.
+    new_graph: list[wire.Field] = []
+    for field in graph:
+        if field[0] != 1:
+            new_graph.append(field)
+        elif not any(f[0] == 1 for f in new_graph):
+            new_graph += [
+                (1, wire.LENGTH, data) for first, data in out_nodes if first not in dropped
+            ]
+    new_graph += [(5, wire.LENGTH, wire.tensor(k, v)) for k, v in constants.items()]
+    top[graph_at[0]] = (7, wire.LENGTH, wire.serialize(new_graph))
+    return wire.serialize(top)
 
 
-def _copy(kind: Any, message: Any) -> Any:
-    copied = kind()
-    copied.CopyFrom(message)
-    return copied
+class _Node:
+    """The parts of a NodeProto the rewrite reads, beside its bytes."""
+
+    def __init__(self, data: bytes) -> None:
+        fields = wire.parse(data)
+        self.data = data
+        self.inputs = wire.strings(fields, 1)
+        self.outputs = wire.strings(fields, 2)
+        names, ops = wire.strings(fields, 3), wire.strings(fields, 4)
+        self.name = names[0] if names else ""
+        self.op_type = ops[0] if ops else ""
