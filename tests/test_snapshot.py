@@ -107,7 +107,7 @@ def assemble(
         body += bytes(offset - PREFIX_SIZE - HEADER_ROOM - len(body)) + data
         offset = align(offset + len(data))
     header = {
-        "kind": "full",
+        **({"kind": "full"} if version >= 2 else {}),  # version 1 had no kind
         "index_name": "notes",
         "model_id": "custom",
         "model_artifact": "",
@@ -171,7 +171,7 @@ def test_header_describes_the_blob() -> None:
     )
     assert (HEADER.dimension, HEADER.count) == (3, 5)
     assert HEADER.total_size == len(BLOB)
-    assert list(HEADER.sections) == ["vectors", "documents", "documents_index"]
+    assert list(HEADER.sections) == ["vectors", "documents", "documents_index", "ids_index"]
     for info in HEADER.sections.values():
         assert info.offset % 64 == 0
         assert info.checksum == xxhash.xxh3_64_hexdigest(
@@ -669,6 +669,7 @@ def test_int8_sections_round_trip_across_blocks(sizes: list[int]) -> None:
         "vectors",
         "documents",
         "documents_index",
+        "ids_index",
         "vectors_int8",
         "vectors_int8_scales",
     ]
@@ -849,8 +850,12 @@ def test_v1_int8_blocks_of_65536_documents_become_rows() -> None:
     assert np.array_equal(rows_from_v1_blocks(flat, count, dimension), rows)
 
 
-def test_v1_ignores_kind_and_v2_requires_it() -> None:
-    assert decode_bytes(assemble(standard(), version=1, kind="delta")).header.kind == "full"
+def test_v1_is_full_without_kind_and_v2_requires_it() -> None:
+    assert decode_bytes(assemble(standard(), version=1)).header.kind == "full"
+    # A later header behind a prefix saying 1 is a corrupt prefix (read as version 1, its int8
+    # blocks would be misread): found by test_any_changed_byte_is_refused.
+    with pytest.raises(SnapshotError, match="prefix says format version 1"):
+        decode_bytes(assemble(standard(), version=1, kind="full"))
     with pytest.raises(SnapshotError, match="'kind'"):
         decode_bytes(assemble(standard(), mutate=_set("kind", _DELETE)))
     with pytest.raises(SnapshotError, match="'kind'"):

@@ -7,6 +7,7 @@ checker sees every byte of the upload as it streams and decodes every section it
 - the header (name, dimension, count, layout) and every checksum, as the store does;
 - ``vectors``: every value finite, checked piece by piece and never kept;
 - ``documents`` (with ``documents_index``): JSON, counts, ids unique, texts and metadata typed;
+- ``ids_index``: its id hashes and rows describe the ids (readers trust it for lookups);
 - ``vectors_int8_scales``: finite and positive; ``keywords``: decodes against the ids.
 
 Only the documents-side sections are kept until :meth:`UploadChecker.finish`; the vectors (the
@@ -22,6 +23,7 @@ import numpy as np
 import orjson
 
 from ..errors import ConflictError, SnapshotError
+from ..index.id_table import IdColumn
 from ..snapshot import DELETED_SECTION, KEYWORDS_SECTION, SnapshotHeader, SnapshotReader
 from ..snapshot.documents import (
     INDEX_SECTION,
@@ -30,11 +32,19 @@ from ..snapshot.documents import (
     parse_documents,
     parse_indexed_documents,
 )
+from ..snapshot.ids_index import ID_SECTION
 from ..snapshot.keywords import decode_keywords
 from ..stores.base import Store
 
 #: Sections whose bytes are kept until the end (everything but the vectors, which are large).
-_KEPT = ("documents", INDEX_SECTION, "vectors_int8_scales", KEYWORDS_SECTION, DELETED_SECTION)
+_KEPT = (
+    "documents",
+    INDEX_SECTION,
+    ID_SECTION,
+    "vectors_int8_scales",
+    KEYWORDS_SECTION,
+    DELETED_SECTION,
+)
 #: Texts and metadata are decoded this many at a time, so checking them stays bounded.
 _BATCH = 4096
 
@@ -95,9 +105,20 @@ class UploadChecker:
         assert isinstance(header, SnapshotHeader)  # keep_data=False
         documents = bytes(self._kept.pop("documents", b""))
         index = bytes(self._kept.pop(INDEX_SECTION, b""))
+        ids_index = self._kept.pop(ID_SECTION, None)
+        if ids_index is not None and not (index and header.count):
+            raise SnapshotError(
+                f"snapshot has an {ID_SECTION} section without documents and their index: "
+                "write the snapshot with moss's own encoder"
+            )
         metadata: Sequence[Metadata]
+        ids: Sequence[str]
         if index and header.count:
-            ids, texts, metadata = parse_indexed_documents(documents, index, header.count)
+            ids, texts, metadata = parse_indexed_documents(
+                documents, index, header.count, None if ids_index is None else bytes(ids_index)
+            )
+            if isinstance(ids, IdColumn):
+                ids.table.verify()  # readers find rows through it: refuse a lying table now
             for start in range(0, header.count, _BATCH):  # decode and check every value
                 texts[start : start + _BATCH]  # reading a value checks it
                 metadata[start : start + _BATCH]

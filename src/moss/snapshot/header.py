@@ -272,6 +272,13 @@ def parse_header(
 def _kind_field(fields: dict[str, Any], version: int) -> str:
     """Format version 1 knew only full snapshots; from version 2 on, ``kind`` says which."""
     if version == 1:
+        # Every later version writes "kind": a header with one and a prefix saying 1 is a
+        # corrupt prefix, and reading it by version 1's layout would misread its int8 blocks.
+        if "kind" in fields:
+            raise SnapshotError(
+                "snapshot prefix says format version 1 but its header is of a later version: "
+                "the data is corrupt"
+            )
         return "full"
     kind = fields.get("kind")
     if kind not in KINDS:
