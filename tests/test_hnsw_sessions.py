@@ -5,6 +5,7 @@ in place."""
 from __future__ import annotations
 
 import mmap
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import numpy.typing as npt
 import pytest
 
 from moss import FileStore, InvalidArgumentError, MossClient, QueryOptions
+from moss.index.engine import Engine
 from moss.index.hnsw import GRAPH_MIN_ROWS, HnswGraph
 from service import Server
 
@@ -120,10 +122,12 @@ async def test_async_face_and_ef_search_per_query(
     await session.add_arrays([f"d{i}" for i in range(count)], [""] * count, vectors[:count])
     assert (session.index_kind, session.precision) == ("hnsw", "int8")
     seen: list[int] = []
+    on_loop: list[bool] = []  # whether each graph search ran on the event loop's thread
     candidates = HnswGraph.candidates
 
     def spy(self: HnswGraph, queries: Matrix, wanted: int, ef_search: int, rows: Any) -> Any:
         seen.append(ef_search)
+        on_loop.append(threading.current_thread() is threading.main_thread())
         return candidates(self, queries, wanted, ef_search, rows)
 
     monkeypatch.setattr(HnswGraph, "candidates", spy)
@@ -136,6 +140,20 @@ async def test_async_face_and_ef_search_per_query(
     assert seen[-1] == 200
     await session.query("", QueryOptions(top_k=10, alpha=1.0, embedding=queries[0]))
     assert seen[-1] == 64  # the index's own setting
+    # The graph alone answers in well under a millisecond: on the loop, not in a worker thread
+    # (whose round trip would cost a sixth as much again); a wide efSearch or a batch does not.
+    assert on_loop == [False, False, True]
+    search_many = Engine.search_many
+
+    def spy_search(self: Engine, *args: Any, **kwargs: Any) -> Any:
+        on_loop.append(threading.current_thread() is threading.main_thread())
+        return search_many(self, *args, **kwargs)
+
+    monkeypatch.setattr(Engine, "search_many", spy_search)
+    await session.query(
+        "", QueryOptions(top_k=10, alpha=1.0, embedding=queries[0], filter={"a": 1})
+    )
+    assert on_loop[-1] is False  # a filter may make it an exact scan
     for bad in (0, -3, 1.5, True, "64"):
         with pytest.raises(InvalidArgumentError, match="ef_search must be an integer"):
             await session.query("", QueryOptions(embedding=queries[0], ef_search=bad))  # type: ignore[arg-type]

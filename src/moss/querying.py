@@ -29,6 +29,10 @@ from .validation import MAX_BATCH, validate_vector
 #: and a one-document write that grows the matrix of a 200k index ~125 ms; above 10k rows a
 #: blocked loop would cost more than a millisecond per call, so the work moves off it.
 OFFLOAD_THRESHOLD = 10_000
+#: An unfiltered vector query of an hnsw index runs on the event loop at any size while its
+#: efSearch is at most this: the graph answers in ~0.3-0.6 ms at 100k to 1M rows (efSearch 64,
+#: benchmarks/bench_large.py), and a worker-thread round trip (~0.07 ms) would add a sixth.
+INLINE_EF_SEARCH = 256
 
 Vector = npt.NDArray[np.float32]
 
@@ -39,6 +43,20 @@ class Querying(SessionState):
     def large(self, batch: int = 0) -> bool:
         """Whether engine work on this index (plus ``batch`` rows) belongs off the event loop."""
         return len(self.index) + batch > OFFLOAD_THRESHOLD
+
+    def offload_query(self, options: QueryOptions) -> bool:
+        """Whether one query's engine work belongs off the event loop: on a large index,
+        unless its hnsw graph answers it alone (no filter, no keyword side, a small efSearch)."""
+        if not self.large():
+            return False
+        engine = self.index.engine
+        hnsw = engine.hnsw if engine is not None else None
+        return (
+            hnsw is None
+            or bool(options.filter)
+            or options.alpha < 1.0
+            or (options.ef_search or hnsw.ef_search) > INLINE_EF_SEARCH
+        )
 
     def check_query(self, text: str, options: QueryOptions | None) -> QueryOptions:
         self.check_open()
@@ -68,7 +86,7 @@ class Querying(SessionState):
             vector = yield from embed_query(self.model, text)
         yield from self.prepare_keywords(options)
         search = partial(self.candidates, text, options, vector)
-        candidates = (yield Offload(search)) if self.large() else search()
+        candidates = (yield Offload(search)) if self.offload_query(options) else search()
         docs = to_results(rank(candidates, float(options.alpha), options.top_k))
         elapsed = (time.perf_counter() - started) * 1000
         return SearchResult(docs=docs, query=text, index_name=self.name, time_taken_ms=elapsed)
