@@ -72,8 +72,8 @@ class MiniLMModel(EmbeddingModel):
     dimension: int | None = DIMENSION
 
     def load(self) -> None:
-        """Load the model now rather than at the first embedding (about 0.4 s; 1 s when it
-        measures which arithmetic is faster here, 2-3 s the first time on a machine)."""
+        """Load the model now rather than at the first embedding (about 0.4 s; the first load
+        on a machine also derives the int8 graph and measures it, about 1-2 s more)."""
         _runtime()
 
     @property
