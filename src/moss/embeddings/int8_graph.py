@@ -56,8 +56,8 @@ def default_cache_dir() -> Path:
 
 
 def cache_path(source_sha256: str, cache_dir: Path | None = None, suffix: str = ".onnx") -> Path:
-    """Where the int8 graph of the model file with ``source_sha256`` is cached (``suffix``:
-    or what else is kept about it)."""
+    """Where the int8 graph of the model file with ``source_sha256`` is cached; another
+    ``suffix`` names another file kept about that graph."""
     import onnxruntime
 
     root = (cache_dir or default_cache_dir()) / "models"
