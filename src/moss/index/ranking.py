@@ -46,6 +46,8 @@ _GRAPH_CANDIDATES = 40
 # with at least _GROUPS_PER_PICK groups per wanted score (more: a tighter bound, fewer picks).
 _GROUP = 64
 _GROUPS_PER_PICK = 4
+# top() sorts up to this many scores outright instead of partitioning them first.
+_SORT_ALL = 256
 # Timed runs of each kernel when the int8 scan is first weighed against float32 (the fastest
 # run counts: on shared cores the others measure the neighbours, not the kernel).
 _TRIALS = 3
@@ -225,7 +227,7 @@ def top(
         subset = keep if subset is None else subset[keep]
     if len(scores) <= _SORT_ALL:
         # A few dozen scores (the usual case: callers pass candidates): sort them all, and
-        # decide by id only if two of the best are equal (~2x cheaper than always by id).
+        # decide by id only if two of the best are equal (sorting by id too costs ~40% more).
         head = np.argsort(scores)[::-1][: top_k + 1]
         best = scores[head].tolist()
         if len(set(best)) == len(best):
@@ -248,10 +250,6 @@ def top(
         key=lambda p: (-p[0], ids[p[1]]),
     )
     return [(row, _clip(score)) for score, row in ranked[:top_k]]
-
-
-# top() sorts up to this many scores outright instead of partitioning them first.
-_SORT_ALL = 256
 
 
 def _clip(score: float) -> float:
