@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from operator import itemgetter
 
 import numpy as np
 import numpy.typing as npt
@@ -47,7 +48,7 @@ _GRAPH_CANDIDATES = 40
 _GROUP = 64
 _GROUPS_PER_PICK = 4
 # top() sorts up to this many scores outright instead of partitioning them first.
-_SORT_ALL = 256
+_SORT_ALL = 128
 # Timed runs of each kernel when the int8 scan is first weighed against float32 (the fastest
 # run counts: on shared cores the others measure the neighbours, not the kernel).
 _TRIALS = 3
@@ -226,16 +227,17 @@ def top(
         scores = scores[keep]
         subset = keep if subset is None else subset[keep]
     if len(scores) <= _SORT_ALL:
-        # A few dozen scores (the usual case: callers pass candidates): sort them all, and
+        # A few dozen scores (the usual case: callers pass candidates): sort them all in Python
+        # (fewer calls into numpy, whose code a graph walk has pushed out of the caches), and
         # decide by id only if two of the best are equal (sorting by id too costs ~40% more).
-        head = np.argsort(scores)[::-1][: top_k + 1]
-        best = scores[head].tolist()
-        if len(set(best)) == len(best):
-            picked = head[:top_k] if subset is None else subset[head[:top_k]]
-            best = best[:top_k]
-            if best and (best[0] > 1.0 or best[-1] < -1.0):  # sorted: only the ends can be
-                best = [_clip(score) for score in best]
-            return list(zip(picked.tolist(), best, strict=True))
+        labels = range(len(scores)) if subset is None else subset.tolist()
+        pairs = zip(scores.tolist(), labels, strict=True)
+        ranked = sorted(pairs, key=_SCORE, reverse=True)[: top_k + 1]
+        if len({score for score, _ in ranked}) == len(ranked):
+            ranked = ranked[:top_k]
+            if ranked and (ranked[0][0] > 1.0 or ranked[-1][0] < -1.0):  # sorted: the ends
+                ranked = [(_clip(score), row) for score, row in ranked]
+            return [(row, score) for score, row in ranked]
     if len(scores) > top_k:
         # Every score equal to the k-th best is a candidate, so ties at the cut are decided
         # by id below, not by argpartition's arbitrary choice.
@@ -250,6 +252,9 @@ def top(
         key=lambda p: (-p[0], ids[p[1]]),
     )
     return [(row, _clip(score)) for score, row in ranked[:top_k]]
+
+
+_SCORE = itemgetter(0)
 
 
 def _clip(score: float) -> float:
