@@ -65,7 +65,7 @@ def test_the_derived_graph_multiplies_int8_weights_and_is_deterministic(
 ) -> None:
     (graph,) = [value for number, _, value in wire.parse(derived) if number == 7]
     ops = [wire.strings(wire.parse(node), 4)[0] for n, _, node in wire.parse(graph) if n == 1]
-    assert ops.count("MatMulInteger") == 36
+    assert ops.count("MatMulIntegerToFloat") == 36
     # What remains in float32: attention's two products per layer, and the outlier channels'
     # products of the four weights that read a LayerNorm output (Q, K, V, feed-forward in).
     assert ops.count("MatMul") == 6 * 2 + 6 * 4

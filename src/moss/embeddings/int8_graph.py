@@ -3,13 +3,17 @@
 The shipped ``model.onnx`` keeps its 36 weight matrices as int8 with one float scale per output
 column, but multiplies in float32: each weight is ``Cast`` to float and scaled, so onnxruntime
 folds it back to a float matrix at load. The derived graph multiplies the int8 weights as they
-are: each weight ``MatMul`` becomes ``MatMulInteger`` (uint8 x int8, the CPU's int8 dot-product
-instructions) on activations quantised per row, then rescales the int32 sums to float.
+are: each weight ``MatMul`` becomes onnxruntime's ``MatMulIntegerToFloat`` (uint8 x int8 on
+the CPU's int8 dot-product instructions, int32 sums scaled per column to float in the same
+kernel) on activations quantised per row, then a multiplication by the row scales.
 
 Per row (token) and symmetric: a row's scale is ``max |x| / 127`` of that row alone, so a
 text's vector never depends on the other texts of its batch or on padding, and the error is
-far smaller than with one scale per batch (onnxruntime's ``DynamicQuantizeLinear``). Only
-standard ONNX operators are used (no ``com.microsoft`` ones), so any onnxruntime build runs it.
+far smaller than with one scale per batch (onnxruntime's ``DynamicQuantizeLinear``).
+``MatMulIntegerToFloat`` is a ``com.microsoft`` operator, in every CPU build of onnxruntime;
+where a build lacks it, the graph fails to load and moss runs the float32 one. Measured on 2
+cores (4 x 256 tokens): 246 ms a run, against 310 ms with the standard ``MatMulInteger`` +
+``Cast`` + two ``Mul`` (three more passes over every product) and 450 ms in float32.
 
 The rewrite works on the protobuf wire format (moss.embeddings.onnx_wire), not through the
 ``onnx`` package, whose import alone costs seconds. It is deterministic: the same model bytes
@@ -32,7 +36,9 @@ import numpy.typing as npt
 from . import onnx_wire as wire
 
 #: Bumped whenever the rewrite changes, so caches of an older rewrite are never read.
-REWRITE_VERSION = 2
+REWRITE_VERSION = 3
+#: The operator domain of onnxruntime's own operators (MatMulIntegerToFloat).
+MICROSOFT = "com.microsoft"
 #: Channels of the residual stream that carry outliers (up to 30 where the others stay under 3,
 #: measured on LayerNorm outputs of all-MiniLM-L6-v2): one of them would set a row's int8 scale
 #: and leave the rest a few levels, so the products over them stay in float32 (LLM.int8's
@@ -148,6 +154,7 @@ def derive_int8_graph(model: bytes, outliers: tuple[int, ...] = OUTLIER_CHANNELS
     make = wire.node
     constants: dict[str, npt.NDArray[Any]] = {
         "moss_q_127": np.array(127.0, np.float32),
+        "moss_q_one": np.array(1.0, np.float32),
         "moss_q_128": np.array(128.0, np.float32),
         "moss_q_tiny": np.array(1e-12, np.float32),  # an all-zero row gets a scale, not 0/0
         "moss_q_zero_point": np.array(128, np.uint8),
@@ -167,6 +174,8 @@ def derive_int8_graph(model: bytes, outliers: tuple[int, ...] = OUTLIER_CHANNELS
             continue
         weight, column_scale, mul, cast = found
         dropped.update((mul.outputs[0], cast.outputs[0]))
+        columns = wire.tensor_array(tensors[column_scale]).reshape(-1)  # (1, N) -> (N,)
+        constants[f"{column_scale}/moss_q"] = columns.astype(np.float32)
         x, out = node.inputs[0], node.outputs[0]
         if x not in quantised:  # Q, K and V share one quantised input
             p = f"{x}/moss_q"
@@ -198,10 +207,14 @@ def derive_int8_graph(model: bytes, outliers: tuple[int, ...] = OUTLIER_CHANNELS
         p = f"{node.name or out}/moss_q"
         int8_out = out if x_outliers is None else f"{p}/int8"
         emit(
-            make("MatMulInteger", [x_u8, weight, "moss_q_zero_point"], f"{p}/i32"),
-            make("Cast", [f"{p}/i32"], f"{p}/f32", to=wire.FLOAT),
-            make("Mul", [f"{p}/f32", row_scale], f"{p}/rows"),
-            make("Mul", [f"{p}/rows", column_scale], int8_out),
+            # int32 sums times the column scales, in the GEMM's own epilogue; then the rows'.
+            make(
+                "MatMulIntegerToFloat",
+                [x_u8, weight, "moss_q_one", f"{column_scale}/moss_q", "moss_q_zero_point"],
+                f"{p}/cols",
+                domain=MICROSOFT,
+            ),
+            make("Mul", [f"{p}/cols", row_scale], int8_out),
         )
         if x_outliers is not None:
             rows = wire.tensor_array(tensors[weight])[list(outliers)].astype(np.float32)
@@ -224,6 +237,8 @@ def derive_int8_graph(model: bytes, outliers: tuple[int, ...] = OUTLIER_CHANNELS
             ]
     new_graph += [(5, wire.LENGTH, wire.tensor(k, v)) for k, v in constants.items()]
     top[graph_at[0]] = (7, wire.LENGTH, wire.serialize(new_graph))
+    if not any(n == 8 and wire.strings(wire.parse(v), 1) == [MICROSOFT] for n, _, v in top):
+        top.append((8, wire.LENGTH, wire.opset(MICROSOFT, 1)))
     return wire.serialize(top)
 
 

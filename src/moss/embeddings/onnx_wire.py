@@ -5,8 +5,9 @@ costs seconds (its ``ml_dtypes`` dependency alone took 3.4 s here), more than th
 A message is kept as its list of fields, each ``(number, wire type, value)`` with the value as
 it was on the wire, so fields moss does not touch are written back byte for byte.
 
-Field numbers are those of onnx.proto3 (ModelProto.graph = 7; GraphProto.node = 1,
-.initializer = 5; NodeProto.input = 1, .output = 2, .name = 3, .op_type = 4, .attribute = 5;
+Field numbers are those of onnx.proto3 (ModelProto.graph = 7, .opset_import = 8;
+OperatorSetIdProto.domain = 1, .version = 2; GraphProto.node = 1, .initializer = 5;
+NodeProto.input = 1, .output = 2, .name = 3, .op_type = 4, .attribute = 5, .domain = 7;
 TensorProto.dims = 1, .data_type = 2, .name = 8, .raw_data = 9; AttributeProto.name = 1,
 .i = 3, .ints = 8, .type = 20).
 """
@@ -71,11 +72,15 @@ def strings(fields: list[Field], number: int) -> list[str]:
     return [value.decode("utf-8") for n, wire, value in fields if n == number and wire == LENGTH]
 
 
-def node(op_type: str, inputs: list[str], output: str, **attributes: int | list[int]) -> bytes:
+def node(
+    op_type: str, inputs: list[str], output: str, domain: str = "", **attributes: int | list[int]
+) -> bytes:
     """A NodeProto named after its one output; attributes are ints or lists of ints."""
     fields: list[Field] = [(1, LENGTH, name.encode()) for name in inputs]
     fields += [(2, LENGTH, output.encode()), (3, LENGTH, output.encode())]
     fields.append((4, LENGTH, op_type.encode()))
+    if domain:
+        fields.append((7, LENGTH, domain.encode()))
     for key, value in sorted(attributes.items()):  # sorted: the same bytes every time
         attribute: list[Field] = [(1, LENGTH, key.encode())]
         if isinstance(value, list):
@@ -84,6 +89,11 @@ def node(op_type: str, inputs: list[str], output: str, **attributes: int | list[
             attribute += [(3, VARINT, _int64(value)), (20, VARINT, ATTRIBUTE_INT)]
         fields.append((5, LENGTH, serialize(attribute)))
     return serialize(fields)
+
+
+def opset(domain: str, version: int) -> bytes:
+    """An OperatorSetIdProto (a ModelProto.opset_import entry)."""
+    return serialize([(1, LENGTH, domain.encode()), (2, VARINT, version)])
 
 
 def tensor(name: str, array: npt.NDArray[Any]) -> bytes:
