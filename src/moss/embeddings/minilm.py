@@ -5,15 +5,15 @@ weights to float32 and multiplies in float32. The int8 graph (moss.embeddings.in
 derived from it once per machine and cached) multiplies the int8 weights as they are, with
 activations quantised per token: where the CPU has int8 dot-product instructions it embeds
 faster (1.5x on SciFact abstracts, 1.7x on 230-character texts on a 2-core AVX-512 VNNI
-machine; benchmarks/bench_ingest.py). Which one runs is measured at load (moss.embeddings.arithmetic);
-``MOSS_MINILM_ARITHMETIC=int8|float`` forces one.
+machine; benchmarks/bench_ingest.py). Which one runs is measured at load
+(moss.embeddings.arithmetic); ``MOSS_MINILM_ARITHMETIC=int8|float`` forces one.
 
 Both give the same model: ``model_id`` and ``artifact_id`` name the weights file, and the
 arithmetic is an implementation detail like the BLAS build. On SciFact the int8 vectors have a
-cosine of 0.9997 on average with the float32 ones (0.999 at least), and retrieval quality (nDCG@10) is the
-same within 0.01 whichever graph embedded the documents and whichever the queries, so sessions
-embedded on one machine are queried from another unchanged (benchmarks/bench_quality.py
-``--arithmetic compare``; benchmarks/results/quality.json).
+cosine of 0.9997 on average with the float32 ones (0.999 at least), and retrieval quality
+(nDCG@10) is the same within 0.01 whichever graph embedded the documents and whichever the
+queries, so sessions embedded on one machine are queried from another unchanged
+(benchmarks/bench_quality.py ``--arithmetic compare``; benchmarks/results/quality.json).
 """
 
 from __future__ import annotations
