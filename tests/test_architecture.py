@@ -16,7 +16,17 @@ PACKAGE = SRC / "moss"
 
 #: Layers from the bottom up; a module may import its own layer (without cycles) and those below.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("moss.errors", "moss.types", "moss.flow", "moss.version")),
+    (
+        "foundation",
+        (
+            "moss.errors",
+            "moss.types",
+            "moss.flow",
+            "moss.version",
+            "moss.atomic_files",
+            "moss.cache_dir",
+        ),
+    ),
     ("validation", ("moss.validation",)),
     ("embeddings", ("moss.embeddings",)),
     ("index", ("moss.index",)),

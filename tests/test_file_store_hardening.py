@@ -117,7 +117,7 @@ def test_a_sweep_between_create_and_lock_costs_the_writer_nothing(
     and makes another, and the put lands (the server restart race, without any age guard)."""
     import fcntl
 
-    from moss.stores import atomic
+    from moss import atomic_files as atomic
 
     root = tmp_path / "store"
     store = FileStore(root)

@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic_files import write_file_atomic
 from ..errors import MossError
 from .base import FloatArray
-from .int8_graph import cache_path, write_cache_file
+from .int8_graph import cache_path
 
 ARITHMETIC_ENV = "MOSS_MINILM_ARITHMETIC"
 ARITHMETICS = ("int8", "float")
@@ -112,4 +113,4 @@ def read_verdict(source_sha256: str) -> str | None:
 def keep_verdict(source_sha256: str, value: str) -> None:
     """Keep ``value`` for the next loads on this CPU (a cache that cannot be written is skipped)."""
     with contextlib.suppress(OSError):
-        write_cache_file(verdict_path(source_sha256), f"{value}\n".encode("ascii"))
+        write_file_atomic(verdict_path(source_sha256), f"{value}\n".encode("ascii"), durable=False)

@@ -25,14 +25,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from ..atomic_files import write_file_atomic
+from ..cache_dir import default_cache_dir
 from . import onnx_wire as wire
 
 #: Bumped whenever the rewrite changes, so caches of an older rewrite are never read.
@@ -46,19 +46,6 @@ MICROSOFT = "com.microsoft"
 OUTLIER_CHANNELS = (63, 99, 223)
 _MAGIC = b"moss-int8-graph\n"
 _DIGEST_HEX = 64
-
-
-def default_cache_dir() -> Path:
-    """``MOSS_CACHE_DIR``, else ``$MOSS_HOME/cache``, else ``~/.cache/moss``.
-
-    The same rule as moss.stores.cache.default_cache_dir, restated here because the embeddings
-    layer must not import the stores layer above it.
-    """
-    if explicit := os.environ.get("MOSS_CACHE_DIR"):
-        return Path(explicit).expanduser()
-    if home := os.environ.get("MOSS_HOME"):
-        return Path(home).expanduser() / "cache"
-    return Path.home() / ".cache" / "moss"
 
 
 def cache_path(source_sha256: str, cache_dir: Path | None = None, suffix: str = ".onnx") -> Path:
@@ -82,7 +69,8 @@ def cached_int8_graph(model: bytes, source_sha256: str, cache_dir: Path | None =
     graph = derive_int8_graph(model)
     # A cache that cannot be written (read-only home, full disk) only costs the next load time.
     with contextlib.suppress(OSError):
-        write_cache_file(path, _MAGIC + hashlib.sha256(graph).hexdigest().encode() + b"\n" + graph)
+        header = _MAGIC + hashlib.sha256(graph).hexdigest().encode() + b"\n"
+        write_file_atomic(path, header + graph, durable=False)  # verified when read
     return graph
 
 
@@ -97,22 +85,6 @@ def _read_verified(path: Path) -> bytes | None:
     graph = data[start:]
     digest = data[len(_MAGIC) : start - 1].decode("ascii", "replace")
     return graph if hashlib.sha256(graph).hexdigest() == digest else None
-
-
-def write_cache_file(target: Path, data: bytes) -> None:
-    """Write ``data`` under a temporary name and rename it over ``target``: readers see the old
-    file or the whole new one. No fsync: the file is verified when read and can be derived
-    again (moss.stores.atomic is the durable version; this layer cannot import it)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(temp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
 
 
 def derive_int8_graph(model: bytes, outliers: tuple[int, ...] = OUTLIER_CHANNELS) -> bytes:

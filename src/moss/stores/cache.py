@@ -16,23 +16,15 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from ..atomic_files import DEFAULT_ORPHAN_AGE, commit_file, sweep_temp_files, temporary_file
+from ..cache_dir import default_cache_dir
 from ..snapshot.chain import FRAME_PREFIX
-from .atomic import DEFAULT_ORPHAN_AGE, commit_file, sweep_temp_files, temporary_file
 
 #: The kind of a cached version known to be a compaction skipped by a reader (an empty marker:
 #: its state equals the version before it).
 SKIPPED = "skipped"
 _SUFFIX = {"full": ".snap", "delta": ".delta", SKIPPED: ".skipped"}
 _KINDS = {suffix: kind for kind, suffix in _SUFFIX.items()}
-
-
-def default_cache_dir() -> Path:
-    """``MOSS_CACHE_DIR``, else ``$MOSS_HOME/cache``, else ``~/.cache/moss``."""
-    if explicit := os.environ.get("MOSS_CACHE_DIR"):
-        return Path(explicit).expanduser()
-    if home := os.environ.get("MOSS_HOME"):
-        return Path(home).expanduser() / "cache"
-    return Path.home() / ".cache" / "moss"
 
 
 class SnapshotCache:

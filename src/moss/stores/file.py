@@ -17,6 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from ..atomic_files import DEFAULT_ORPHAN_AGE, sweep_temp_files, temporary_file
 from ..errors import IndexNotFoundError, InvalidArgumentError
 from ..flow import Flow, Offload, run_async, run_sync
 from ..snapshot.codec import SnapshotHeader, SnapshotReader
@@ -24,7 +25,6 @@ from ..types import IndexInfo
 from ..validation import validate_name
 from . import file_commit
 from . import file_layout as layout
-from .atomic import DEFAULT_ORPHAN_AGE, sweep_temp_files, temporary_file
 from .base import (
     DEFAULT_KEEP_VERSIONS,
     AsyncDownload,

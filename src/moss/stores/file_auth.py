@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from ..atomic_files import write_file_atomic
 from ..errors import ConflictError, InvalidArgumentError
-from .atomic import write_file_atomic
 
 _FileId = tuple[int, int, int]
 

@@ -12,10 +12,10 @@ import contextlib
 import os
 from pathlib import Path
 
+from ..atomic_files import fsync_dir
 from ..errors import ConflictError, IndexNotFoundError, SnapshotError
 from ..snapshot.codec import SnapshotHeader, read_header
 from . import file_layout as layout
-from .atomic import fsync_dir
 from .chain import Entry, check_model, pruned
 
 

@@ -26,10 +26,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from ..atomic_files import write_file_atomic
 from ..errors import IndexNotFoundError, SnapshotError
 from ..snapshot.codec import SnapshotHeader, read_header
 from ..types import IndexInfo
-from .atomic import write_file_atomic
 from .base import check_version
 from .chain import BASE_KINDS, Entry, doc_count, openable, plan_chain, with_chain_stats
 from .chunks import CHUNK_SIZE

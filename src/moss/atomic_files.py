@@ -1,4 +1,4 @@
-"""Durable, atomic file writes: the one helper every file-backed store uses.
+"""Atomic (and by default durable) file writes: the one helper every file moss writes uses.
 
 A new file is written under a temporary name in the directory of its target, flushed and
 fsync'ed, then renamed over the target, and the directory is fsync'ed. ``rename`` within one
@@ -87,11 +87,12 @@ def commit_file(handle: BinaryIO, temp_path: Path, target: Path, *, durable: boo
         fsync_dir(target.parent)
 
 
-def write_file_atomic(target: Path, data: bytes) -> None:
-    """Replace ``target`` with ``data`` atomically and durably."""
+def write_file_atomic(target: Path, data: bytes, *, durable: bool = True) -> None:
+    """Replace ``target`` with ``data`` atomically (and durably unless ``durable=False``: see
+    :func:`commit_file`)."""
     with temporary_file(target.parent) as (temp_path, handle):
         handle.write(data)
-        commit_file(handle, temp_path, target)
+        commit_file(handle, temp_path, target, durable=durable)
 
 
 def sweep_temp_files(directory: Path, max_age: float) -> int:
