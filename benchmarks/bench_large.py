@@ -16,6 +16,11 @@ Per size:
   today, and through ``map_snapshot``): seconds to a searchable engine, RSS and PSS after;
 - ten processes holding the same mapped snapshot: total PSS against one process.
 
+Above ``--heavy-max`` rows (1M) the deltas and the processes held at once are skipped: the first
+delta copies the matrix (7.7 GB at 5M) and each process holds its own documents (~2 GB at 5M),
+which the 24 GiB shared machine cannot take; the 5M run also uses ``--queries 100`` and
+``--chroma-max`` below it (Chroma adds ~20k vectors a minute).
+
 The same search side runs on real MiniLM embeddings: ``--minilm`` WordNet glosses (the
 benchmarks/peers sample) embedded once and cached; held-out gloss starts as queries.
 
@@ -67,13 +72,24 @@ def corpus(count: int, centres: int, seed: int = 0, spread: float = 0.6) -> Matr
 
 
 def exact_top(
-    vectors: Matrix, queries: Matrix, rows: npt.NDArray[np.intp] | None
+    vectors: Matrix, queries: Matrix, rows: npt.NDArray[np.intp] | None, block: int = 250_000
 ) -> list[set[int]]:
-    """The true top 10 rows of each query (of ``rows`` only, if given)."""
-    matrix = vectors if rows is None else vectors[rows]
-    scores = queries @ matrix.T
-    best = np.argpartition(-scores, TOP_K, axis=1)[:, :TOP_K]
-    return [set((best[i] if rows is None else rows[best[i]]).tolist()) for i in range(len(best))]
+    """The true top 10 rows of each query (of ``rows`` only, if given), ``block`` rows at a
+    time: the scores of all rows at once would take 4 GB at 5M rows and 200 queries."""
+    picked = np.arange(len(vectors)) if rows is None else rows
+    best_rows = np.empty((len(queries), 0), np.intp)
+    best_scores = np.empty((len(queries), 0), np.float32)
+    for start in range(0, len(picked), block):
+        part = picked[start : start + block]
+        matrix = vectors[start : start + len(part)] if rows is None else vectors[part]
+        scores = queries @ matrix.T
+        top = np.argpartition(-scores, min(TOP_K, len(part) - 1), axis=1)[:, :TOP_K]
+        best_rows = np.hstack([best_rows, part[top]])
+        best_scores = np.hstack([best_scores, np.take_along_axis(scores, top, axis=1)])
+        keep = np.argsort(-best_scores, axis=1)[:, :TOP_K]
+        best_rows = np.take_along_axis(best_rows, keep, axis=1)
+        best_scores = np.take_along_axis(best_scores, keep, axis=1)
+    return [set(found.tolist()) for found in best_rows]
 
 
 def timed(fn: Any, queries: Matrix) -> tuple[float, list[Any]]:
@@ -119,7 +135,8 @@ def search_side(
     deltas: bool = True,
 ) -> dict[str, Any]:
     """Search p50s and recalls of moss (hnsw, exact), raw FAISS and, when ``peers`` (a cache
-    folder) is given, Chroma; then the deltas' cost if asked."""
+    folder) is given, Chroma; then the deltas' cost if asked (the first delta copies the
+    matrix: 7.7 GB more at 5M rows)."""
     count = len(x)
     ids = [f"d{i}" for i in range(count)]
     metadata: list[dict[str, Any] | None] = [{"bucket": i % 10} for i in range(count)]
@@ -163,11 +180,14 @@ def search_side(
             ms, found = timed(chroma, queries)
             out[name] = {"p50_ms": ms, "recall": recall(found, truth), "build_s": build}
             del chroma
-    flat_index = faiss.IndexFlatIP(DIM)
-    flat_index.add(x)
+    # faiss.knn is what IndexFlatIP.search runs (knn_inner_product), without the copy of ``x``
+    # that IndexFlatIP.add makes.
     for threads in (1, 2):
         faiss.omp_set_num_threads(threads)
-        ms, _ = timed(lambda q: flat_index.search(q[None, :], TOP_K), queries[:30])
+        ms, _ = timed(
+            lambda q: faiss.knn(q[None, :], x, TOP_K, metric=faiss.METRIC_INNER_PRODUCT),
+            queries[:30],
+        )
         out[f"faiss_flat_{threads}_thread"] = {"p50_ms": ms}
     faiss.omp_set_num_threads(2)
     for threads in (1, 2):  # FAISS searches one query on one thread whatever the setting
@@ -217,11 +237,15 @@ time.sleep(hold)
 
 
 def open_side(files: dict[str, Path], processes: int) -> dict[str, Any]:
+    """Open seconds, RSS and PSS per snapshot and mode; then ``processes`` (0: skip) holding
+    the mapped hnsw snapshot at once."""
     out: dict[str, Any] = {}
     for kind, path in files.items():
         for mode in ("streamed", "mapped"):
             runs = [_open(path, mode) for _ in range(2)]
             out[f"{kind}_{mode}"] = min(runs, key=lambda r: r["open_s"])
+    if not processes:
+        return out
     # Ten processes holding the same mapped hnsw snapshot at once: PSS shares the page cache.
     procs = [
         subprocess.Popen(
@@ -258,7 +282,9 @@ def write_snapshots(
     ids = [f"d{i}" for i in range(count)]
     metadata = [{"bucket": i % 10} for i in range(count)]
     files = {}
-    serialized = faiss.serialize_index(parts.index)
+    # graph_for's file holds the bytes faiss.serialize_index returns: mapped, not a copy of the
+    # graph in memory (3.3 GB at 5M rows).
+    serialized = np.memmap(cache / f"graph-{count}.faiss", dtype=np.uint8, mode="r")
     for kind in ("flat", "hnsw"):
         path = cache / f"{kind}-{count}.snap"
         files[kind] = path
@@ -290,6 +316,12 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--centres", type=int, default=2000)
     parser.add_argument("--processes", type=int, default=10)
+    parser.add_argument(
+        "--heavy-max",
+        type=int,
+        default=1_000_000,
+        help="largest size with the deltas (they copy the matrix) and the processes held at once",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="moss/raw FAISS rounds")
     parser.add_argument("--chroma-max", type=int, default=100_000, help="largest Chroma size")
     parser.add_argument("--minilm", type=int, default=100_000, help="glosses (0: skip)")
@@ -315,15 +347,17 @@ def main() -> None:
     report.setdefault("sizes", {})
     for count in args.sizes:
         everything = corpus(count + args.queries, args.centres)
-        queries, x = everything[: args.queries], np.ascontiguousarray(everything[args.queries :])
+        # A copy of the queries, so that ``del x`` below frees the corpus.
+        queries, x = everything[: args.queries].copy(), everything[args.queries :]
         del everything
         parts, build = graph_for(x, params, args.cache)
         result: dict[str, Any] = {"build_s": build, "build_s_per_1m": build * 1e6 / count}
         files = write_snapshots(x, parts, params, args.cache)
         peers = args.cache / f"chroma-{count}" if count <= args.chroma_max else None
-        result.update(search_side(x, queries, parts, params, peers, args.rounds))
+        heavy = count <= args.heavy_max
+        result.update(search_side(x, queries, parts, params, peers, args.rounds, heavy))
         del x, parts
-        result["open"] = open_side(files, args.processes)
+        result["open"] = open_side(files, args.processes if heavy else 0)
         report["sizes"][str(count)] = result
         print_ratios(f"{count:,} synthetic", result)
         args.json.write_text(json.dumps(report, indent=2) + "\n")
@@ -372,14 +406,19 @@ def print_ratios(what: str, r: dict[str, Any]) -> None:
         o = r["open"]
         flat_s, hnsw_s = o["flat_streamed"], o["hnsw_streamed"]
         flat_m, hnsw_m = o["flat_mapped"], o["hnsw_mapped"]
-        total = next(v for k, v in o.items() if "total_pss" in k)
+        total = next((v for k, v in o.items() if "total_pss" in k), None)
+        shared = (
+            f"processes held at once: total PSS {total / hnsw_m['rss']:.2f}x one process's RSS"
+            if total is not None
+            else "processes held at once: skipped"
+        )
         lines += [
             f"open hnsw/flat streamed {hnsw_s['open_s'] / flat_s['open_s']:.2f}x "
             f"({hnsw_s['open_s']:.2f} s), mapped {hnsw_m['open_s'] / flat_m['open_s']:.2f}x "
             f"({hnsw_m['open_s']:.3f} s vs flat {flat_m['open_s']:.3f} s)",
             f"RSS after open hnsw/flat streamed {hnsw_s['rss'] / flat_s['rss']:.2f}x; mapped "
-            f"hnsw PSS {hnsw_m['pss'] / 2**20:.0f} MiB; processes held at once: total PSS "
-            f"{total / hnsw_m['rss']:.2f}x one process's RSS ({hnsw_m['rss'] / 2**20:.0f} MiB)",
+            f"hnsw PSS {hnsw_m['pss'] / 2**20:.0f} MiB, RSS {hnsw_m['rss'] / 2**20:.0f} MiB; "
+            f"{shared}",
         ]
     print("\n".join(lines), flush=True)
 
