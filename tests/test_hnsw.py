@@ -145,6 +145,31 @@ def test_rerank_is_exact_and_ties_go_by_id_in_every_vector_layout(corpus: Any) -
             assert hits == ["aa", "zz"], name
 
 
+def test_single_queries_answer_as_the_batch_with_their_own_documents(corpus: Any) -> None:
+    """One query at a time (the graph's output buffers reused from search to search, filtered
+    or not, with and without tombstones) answers exactly what the batch answers; each result
+    carries its own row's id, text and metadata, and its score is the einsum of its vectors."""
+    vectors, queries, ids, metadata = corpus
+    texts = [f"text {i}" for i in range(COUNT)]
+    graph = Engine(DIM, index="hnsw")
+    graph.upsert(ids, texts, metadata, vectors)
+    by_id = {doc_id: i for i, doc_id in enumerate(ids)}
+    for layout in ("built", "deleted"):
+        if layout == "deleted":
+            graph.delete(ids[:40:3])
+            assert graph._store.graph is not None and graph._store.graph.dead
+        for flt in (None, {"bucket": {"$lt": 50}}):
+            batch = graph.search_many(queries, 10, filter=flt)
+            singles = [graph.search(query, 10, filter=flt) for query in queries]
+            assert singles == batch, (layout, flt)
+            for query, found in zip(queries, singles, strict=True):
+                assert len(found) == 10
+                for doc, score in found:
+                    row = by_id[doc.id]
+                    assert (doc.text, doc.metadata) == (texts[row], metadata[row])
+                    assert score == float(np.einsum("j,j->", vectors[row], query))
+
+
 def test_deletes_are_tombstones_until_the_rebuild_fraction(corpus: Any) -> None:
     graph, flat = engines(corpus, rebuild_fraction=0.1)
     vectors, queries, ids, _ = corpus

@@ -2,7 +2,8 @@
 
 Storage (one dense row per document, copy-on-write vectors, lazy snapshot columns) is
 :mod:`moss.index.rows`; ranking (float32 products, int8 scans, top-k with ties by id) is
-:mod:`moss.index.ranking`. This module holds the public API, the lock and the filter cache.
+:mod:`moss.index.ranking`. This module holds the public API and the lock; filter results are
+cached by :mod:`moss.index.filter_cache`.
 
 A filter is evaluated column-wise over the metadata first and only matching rows are ranked, so
 a filtered query returns the true top k of the matching documents (never fewer because of
@@ -36,10 +37,10 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import orjson
 
 from ..errors import InvalidArgumentError
 from .columns import LazyColumn
+from .filter_cache import FilterRows
 from .filters import Filter, compile_filter
 from .hnsw import INDEX_KINDS, GraphParts, HnswGraph, HnswParams, hnsw_params, maintain_graph
 from .quantize import Int8Codes, Int8Index
@@ -57,10 +58,6 @@ Rows = npt.NDArray[np.intp]
 
 # Queries scored together by search_many: bounds the (queries x rows) score matrix.
 _QUERY_BLOCK = 64
-# Filters whose matching rows are remembered until the next write. Evaluating a filter walks
-# every metadata dict in Python (~10 ms per 100k documents), more than ranking the 10% of rows
-# it keeps; agents repeat the same filters (a conversation, a user), so the rows are reused.
-_CACHED_FILTERS = 16
 
 
 @dataclass(frozen=True)
@@ -112,8 +109,8 @@ class Engine:
         self._dimension = dimension
         self._store = DocumentRows(dimension, int8=precision == "int8")
         self._lock = threading.RLock()
-        # Canonical filter JSON -> matching rows; cleared by every write.
-        self._filter_rows: dict[bytes, Rows] = {}
+        # The rows of recent filters (see filter_cache); cleared by every write.
+        self._filter_rows = FilterRows()
 
     @classmethod
     def from_arrays(
@@ -307,7 +304,7 @@ class Engine:
             raise InvalidArgumentError(
                 f"query must be a vector of shape ({self._dimension},), got {query.shape}"
             )
-        return self.search_many(query[None, :], top_k, filter, min_score, ef_search)[0]
+        return self._search(query[None, :], top_k, filter, min_score, ef_search)[0]
 
     def search_many(
         self,
@@ -323,6 +320,16 @@ class Engine:
             raise InvalidArgumentError(
                 f"queries must have shape (count, {self._dimension}), got {queries.shape}"
             )
+        return self._search(queries, top_k, filter, min_score, ef_search)
+
+    def _search(
+        self,
+        queries: Matrix,
+        top_k: int,
+        filter: Mapping[str, Any] | None,
+        min_score: float | None,
+        ef_search: int | None,
+    ) -> list[list[tuple[StoredDoc, float]]]:
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
             raise InvalidArgumentError(f"top_k must be a positive integer, got {top_k!r}")
         check_ef_search(ef_search)
@@ -331,27 +338,23 @@ class Engine:
             store = self._store
             subset = None if predicate is None else self._matching_rows(predicate, filter)
             rank = choose_ranker(store, subset, ef_search)
-            results: list[list[tuple[StoredDoc, float]]] = []
-            for start in range(0, queries.shape[0], _QUERY_BLOCK):
-                block = queries[start : start + _QUERY_BLOCK]
-                picks = rank(store, block, subset, top_k, min_score)
-                results.extend(
-                    [(store.doc(row), score) for row, score in picked] for picked in picks
-                )
-        return results
+            if len(queries) <= _QUERY_BLOCK:
+                picks = rank(store, queries, subset, top_k, min_score)
+            else:
+                picks = []
+                for start in range(0, len(queries), _QUERY_BLOCK):
+                    block = queries[start : start + _QUERY_BLOCK]
+                    picks.extend(rank(store, block, subset, top_k, min_score))
+            # The columns looked up once, not per result (store.doc's lookups, ~1 us each).
+            ids, texts, metadata = store.ids, store.texts, store.metadata
+            return [
+                [(StoredDoc(ids[row], texts[row], metadata[row]), score) for row, score in picked]
+                for picked in picks
+            ]
 
     def _matching_rows(self, predicate: Filter, filter: Mapping[str, Any] | None = None) -> Rows:
         """Rows whose metadata match, ascending (read-only: they may be cached)."""
-        key = _filter_key(filter)
-        rows = self._filter_rows.get(key) if key is not None else None
-        if rows is None:
-            rows = np.flatnonzero(predicate.mask(self._store.metadata_list()))
-            rows.flags.writeable = False
-            if key is not None:
-                if len(self._filter_rows) >= _CACHED_FILTERS:
-                    del self._filter_rows[next(iter(self._filter_rows))]  # the oldest
-                self._filter_rows[key] = rows
-        return rows
+        return self._filter_rows.matching(predicate, filter, self._store.metadata_list)
 
     # --- snapshot ---------------------------------------------------------------------------
 
@@ -375,16 +378,6 @@ class Engine:
             return EngineExport(
                 vectors, ids, texts, metadata, int8, self.index_kind, self._hnsw, graph
             )
-
-
-def _filter_key(filter: Mapping[str, Any] | None) -> bytes | None:
-    """A canonical form of a filter (sorted keys; ``1`` and ``true`` stay distinct), or None."""
-    if filter is None:
-        return None
-    try:
-        return orjson.dumps(filter, option=orjson.OPT_SORT_KEYS)
-    except (TypeError, orjson.JSONEncodeError):
-        return None  # not JSON (compile_filter accepted it): evaluate without caching
 
 
 def _check_precision(precision: object) -> None:

@@ -96,6 +96,17 @@ class GraphParts:
     serialized: npt.NDArray[np.uint8] | None = None
 
 
+class _Buffers:
+    """Where one query's search writes its ``wanted`` labels and distances, with the pointers
+    FAISS takes (the distances are not read: the engine re-ranks exactly)."""
+
+    def __init__(self, ptr: Any, wanted: int) -> None:
+        self.labels: Slots = np.empty((1, wanted), dtype=np.int64)
+        self._distances = np.empty((1, wanted), dtype=np.float32)
+        self.ptr = ptr(self.labels)
+        self.distances_ptr = ptr(self._distances)
+
+
 def _faiss() -> Any:
     import faiss  # lazily: a flat session never pays for it
 
@@ -130,6 +141,8 @@ class HnswGraph:
         # efSearch -> FAISS search parameters without a filter, and the bitmap their selector
         # points into (building them costs ~35 us, a sixth of a 100k search); cleared by writes.
         self._search_params: dict[int, tuple[Any, Any]] = {}
+        # Candidate count -> the output buffers of one query's search.
+        self._buffers: dict[int, _Buffers] = {}
 
     @classmethod
     def build(cls, vectors: Matrix, params: HnswParams) -> HnswGraph:
@@ -215,7 +228,8 @@ class HnswGraph:
     ) -> Slots:
         """For each query, the rows of up to ``wanted`` nearest graph slots (``rows``: only
         those rows may be proposed; None: any live row), one line per query, best first,
-        padded with -1."""
+        padded with -1. For one query the answer may be a buffer the next search reuses: read
+        it before searching again (the engine's lock serialises searches)."""
         ef = max(ef_search, wanted)
         cached = self._search_params.get(ef) if rows is None else None
         if cached is None:
@@ -231,10 +245,19 @@ class HnswGraph:
         # FAISS's own search_c, not its Python wrapper (which checks and allocates again).
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         count = len(queries)
-        labels = np.empty((count, wanted), dtype=np.int64)
-        distances = np.empty((count, wanted), dtype=np.float32)
         ptr = _faiss().swig_ptr
-        self.index.search_c(count, ptr(queries), wanted, ptr(distances), ptr(labels), cached[0])
+        if count == 1:
+            # One query (the usual case) writes into buffers kept with their FAISS pointers:
+            # each allocation and pointer costs a few us once the last walk evicted its code.
+            buffers = self._buffers.get(wanted)
+            if buffers is None:
+                buffers = self._buffers[wanted] = _Buffers(ptr, wanted)
+            labels, labels_ptr, distances_ptr = buffers.labels, buffers.ptr, buffers.distances_ptr
+        else:
+            labels = np.empty((count, wanted), dtype=np.int64)
+            distances = np.empty((count, wanted), dtype=np.float32)  # referenced until searched
+            labels_ptr, distances_ptr = ptr(labels), ptr(distances)
+        self.index.search_c(count, ptr(queries), wanted, distances_ptr, labels_ptr, cached[0])
         if self._identity:
             return labels
         found: Slots = np.where(labels >= 0, self.row_of_slot[labels], -1)

@@ -19,6 +19,13 @@ import numpy.typing as npt
 
 from .rows import DocumentRows
 
+try:
+    # What np.einsum calls (same kernel, same bits) without its Python-level dispatch, which
+    # costs ~5-8 us once a graph walk has evicted it (numpy 2; numpy 1 keeps np.einsum).
+    from numpy._core._multiarray_umath import c_einsum as _einsum
+except ImportError:  # pragma: no cover
+    _einsum = np.einsum
+
 __all__ = [
     "candidates",
     "faster_kernel",
@@ -161,7 +168,7 @@ def rank_int8(
     picks = []
     for query, columns in zip(queries, candidates(approx, wanted), strict=True):
         rows = columns if subset is None else subset[columns]
-        exact: Matrix = np.einsum("ij,j->i", store.take(rows), query)  # see _product
+        exact: Matrix = _einsum("ij,j->i", store.take(rows), query)  # see _product
         picks.append(top(store, exact, rows, top_k, min_score))
     return picks
 
@@ -182,20 +189,20 @@ def rank_graph(
     found = store.graph.candidates(queries, wanted, ef_search, subset)
     # FAISS pads a short answer with -1 at its end. (One query is the usual case: numpy calls
     # on its 40 labels cost ~5 us each once FAISS's walk has pushed numpy out of the caches.)
-    if len(found) == 1 and found[0, -1] >= 0:
-        lines = [found[0]]
-        vectors = store.take(lines[0])
-    else:
-        lines = [rows[rows >= 0] for rows in found]
-        vectors = store.take(np.concatenate(lines))
-    # One gather for every query's candidates (each gather costs a few us before its rows).
-    # Not faiss.fvec_inner_products_by_idx, which reads them in place: it opens an OpenMP
+    # Not faiss.fvec_inner_products_by_idx, which reads the rows in place: it opens an OpenMP
     # parallel region even for one query, which waits for a busy second core (0.1-0.7 ms).
+    if len(found) == 1 and found[0, -1] >= 0:
+        rows = found[0]
+        exact: Matrix = _einsum("ij,j->i", store.take(rows), queries[0])  # see _product
+        return [top(store, exact, rows, top_k, min_score)]
+    lines = [rows[rows >= 0] for rows in found]
+    # One gather for every query's candidates (each gather costs a few us before its rows).
+    vectors = store.take(np.concatenate(lines))
     picks = []
     start = 0
     for query, rows in zip(queries, lines, strict=True):
         end = start + len(rows)
-        exact: Matrix = np.einsum("ij,j->i", vectors[start:end], query)  # see _product
+        exact = _einsum("ij,j->i", vectors[start:end], query)
         picks.append(top(store, exact, rows, top_k, min_score))
         start = end
     return picks
@@ -273,7 +280,7 @@ def _product(queries: Matrix, matrix: Matrix) -> Matrix:
     _SINGLE_THREAD_ROWS rows the second core's bandwidth is worth the wait.
     """
     if len(queries) == 1 and len(matrix) <= _SINGLE_THREAD_ROWS:
-        row: Matrix = np.einsum("ij,j->i", matrix, queries[0])
+        row: Matrix = _einsum("ij,j->i", matrix, queries[0])
         return row[None, :]
     result: Matrix = queries @ matrix.T
     return result
