@@ -143,6 +143,7 @@ class HnswGraph:
         self._search_params: dict[int, tuple[Any, Any]] = {}
         # Candidate count -> the output buffers of one query's search.
         self._buffers: dict[int, _Buffers] = {}
+        self._ptr = _faiss().swig_ptr
 
     @classmethod
     def build(cls, vectors: Matrix, params: HnswParams) -> HnswGraph:
@@ -245,7 +246,7 @@ class HnswGraph:
         # FAISS's own search_c, not its Python wrapper (which checks and allocates again).
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         count = len(queries)
-        ptr = _faiss().swig_ptr
+        ptr = self._ptr
         if count == 1:
             # One query (the usual case) writes into buffers kept with their FAISS pointers:
             # each allocation and pointer costs a few us once the last walk evicted its code.

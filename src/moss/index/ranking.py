@@ -193,7 +193,7 @@ def rank_graph(
     # parallel region even for one query, which waits for a busy second core (0.1-0.7 ms).
     if len(found) == 1 and found[0, -1] >= 0:
         rows = found[0]
-        exact: Matrix = _einsum("ij,j->i", store.take(rows), queries[0])  # see _product
+        exact: Matrix = _einsum("ij,j->i", store.blocks.take(rows), queries[0])  # see _product
         return [top(store, exact, rows, top_k, min_score)]
     lines = [rows[rows >= 0] for rows in found]
     # One gather for every query's candidates (each gather costs a few us before its rows).
@@ -238,13 +238,13 @@ def top(
         # (fewer calls into numpy, whose code a graph walk has pushed out of the caches), and
         # decide by id only if two of the best are equal (sorting by id too costs ~40% more).
         labels = range(len(scores)) if subset is None else subset.tolist()
-        pairs = zip(scores.tolist(), labels, strict=True)
+        pairs = zip(labels, scores.tolist(), strict=True)
         ranked = sorted(pairs, key=_SCORE, reverse=True)[: top_k + 1]
-        if len({score for score, _ in ranked}) == len(ranked):
-            ranked = ranked[:top_k]
-            if ranked and (ranked[0][0] > 1.0 or ranked[-1][0] < -1.0):  # sorted: the ends
-                ranked = [(_clip(score), row) for score, row in ranked]
-            return [(row, score) for score, row in ranked]
+        if len(set(map(_SCORE, ranked))) == len(ranked):
+            del ranked[top_k:]
+            if ranked and (ranked[0][1] > 1.0 or ranked[-1][1] < -1.0):  # sorted: the ends
+                ranked = [(row, _clip(score)) for row, score in ranked]
+            return ranked
     if len(scores) > top_k:
         # Every score equal to the k-th best is a candidate, so ties at the cut are decided
         # by id below, not by argpartition's arbitrary choice.
@@ -261,7 +261,7 @@ def top(
     return [(row, _clip(score)) for score, row in ranked[:top_k]]
 
 
-_SCORE = itemgetter(0)
+_SCORE = itemgetter(1)  # of a (row, score) pair
 
 
 def _clip(score: float) -> float:
