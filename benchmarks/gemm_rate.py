@@ -14,21 +14,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from moss.embeddings.onnx_wire import encode_varint as _varint
+
 DIM = 384
 
 
 def _field(number: int, payload: bytes) -> bytes:
     """A length-delimited protobuf field (onnx is not a dependency; the graph is a few fields)."""
     return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        out.append(value & 0x7F | (0x80 if value > 0x7F else 0))
-        value >>= 7
-        if not value:
-            return bytes(out)
 
 
 def matmul_model(op: str, types: tuple[int, int, int], a_rows: int, b: npt.NDArray[Any]) -> bytes:

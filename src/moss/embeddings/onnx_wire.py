@@ -57,11 +57,11 @@ def serialize(fields: list[Field]) -> bytes:
     """The bytes of a message made of ``fields`` (the inverse of :func:`parse`)."""
     out = bytearray()
     for number, wire, value in fields:
-        out += _encode_varint(number << 3 | wire)
+        out += encode_varint(number << 3 | wire)
         if wire == VARINT:
-            out += _encode_varint(value)
+            out += encode_varint(value)
         elif wire == LENGTH:
-            out += _encode_varint(len(value)) + value
+            out += encode_varint(len(value)) + value
         else:
             out += value
     return bytes(out)
@@ -147,7 +147,8 @@ def _varint(view: memoryview, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def _encode_varint(value: int) -> bytes:
+def encode_varint(value: int) -> bytes:
+    """``value`` (>= 0) as a protobuf base-128 varint."""
     out = bytearray()
     while True:
         out.append(value & 0x7F | (0x80 if value > 0x7F else 0))
