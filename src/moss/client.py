@@ -102,8 +102,8 @@ class MossClient:
 
         ``index="hnsw"`` searches an HNSW graph (FAISS) that proposes candidates re-ranked by
         exact cosine: milliseconds instead of tens at a million documents, at recall@10 about
-        0.95-0.98. ``hnsw`` sets its knobs (``m`` 32, ``ef_construction`` 80, ``ef_search`` 64,
-        ``storage`` ``"sq8"``, ``rebuild_fraction`` 0.25); the kind, knobs and graph are pushed
+        0.95-0.98. ``hnsw`` sets its knobs (``m`` 32, ``ef_construction`` 80, ``ef_search`` None: 64
+        up to 1M documents, growing beyond; ``storage`` ``"sq8"``, ``rebuild_fraction`` 0.25); the kind, knobs and graph are pushed
         with the index, so every process that opens it searches the same way. Left out, the
         stored index's kind is kept (``"flat"``, the exact scan, for a new index).
         """

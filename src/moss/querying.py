@@ -55,7 +55,7 @@ class Querying(SessionState):
             hnsw is None
             or bool(options.filter)
             or options.alpha < 1.0
-            or (options.ef_search or hnsw.ef_search) > INLINE_EF_SEARCH
+            or (options.ef_search or hnsw.ef_for(len(self.index))) > INLINE_EF_SEARCH
         )
 
     def check_query(self, text: str, options: QueryOptions | None) -> QueryOptions:

@@ -44,7 +44,8 @@ class QueryOptions:
     ``fused_score``.
 
     ``ef_search`` raises (or lowers) the HNSW search breadth of an ``index="hnsw"`` session for
-    this query (None: the index's own ``ef_search``); flat sessions ignore it.
+    this query (None: the index's own ``ef_search``, which by default grows with the index);
+    flat sessions ignore it.
     """
 
     top_k: int = 5

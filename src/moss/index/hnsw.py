@@ -157,7 +157,7 @@ class HnswGraph:
         else:
             index = faiss.IndexHNSWFlat(dimension, params.m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = params.ef_construction
-        index.hnsw.efSearch = params.ef_search
+        index.hnsw.efSearch = params.ef_for(len(vectors))
         if not index.is_trained:
             index.train(vectors)
         index.add(vectors)

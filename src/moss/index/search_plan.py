@@ -61,7 +61,7 @@ def choose_ranker(store: DocumentRows, subset: Rows | None, ef_search: int | Non
     count = len(store)
     graph = store.graph
     if graph is not None and (subset is None or len(subset)):
-        ef = ef_search or graph.params.ef_search
+        ef = ef_search or graph.params.ef_for(count)
         if subset is not None:
             ef = min(_MAX_FILTER_EF, math.ceil(ef * (count / len(subset)) ** _FILTER_EF_POWER))
         if subset is None or len(subset) > _EXACT_ROWS_PER_EF * ef:
