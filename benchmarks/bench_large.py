@@ -157,7 +157,7 @@ def search_side(
     def moss(engine: Engine, flt: Any = None) -> Any:
         return lambda q: {row[d.id] for d, _ in engine.search(q, TOP_K, flt)}
 
-    search = faiss.SearchParametersHNSW(efSearch=params.ef_search)  # type: ignore[attr-defined]
+    search = faiss.SearchParametersHNSW(efSearch=params.ef_for(count))  # type: ignore[attr-defined]
 
     def raw(q: Matrix) -> set[int]:
         return set(parts.index.search(q[None, :], TOP_K, params=search)[1][0].tolist())
