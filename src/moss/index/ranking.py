@@ -48,8 +48,12 @@ GATHER_FRACTION = 0.125
 _RERANK_MIN = 100
 _RERANK_FACTOR = 10
 # The graph proposes this many candidates per query (at least; 2 x top_k if more) for the exact
-# re-rank: measured at 100k, 40 candidates at efSearch 64 found 0.995 of the true top 10.
-_GRAPH_CANDIDATES = 40
+# re-rank. Its SQ8 scores are close to exact, so the true top 10 the walk found are among its
+# first few: at efSearch 64 recall@10 is the same with 15, 20 or 40 candidates (bench_large
+# corpus 0.9995 at 100k, 0.9765 at 1M; MiniLM glosses 0.9835 at 100k), and each further
+# candidate costs a random row read (~0.6 us). A filtered search keeps _FILTERED_CANDIDATES.
+_GRAPH_CANDIDATES = 20
+_FILTERED_CANDIDATES = 40
 # Top-k candidates: the maxima of groups of at most _GROUP columns bound the k-th best score,
 # with at least _GROUPS_PER_PICK groups per wanted score (more: a tighter bound, fewer picks).
 _GROUP = 64
@@ -185,7 +189,7 @@ def rank_graph(
     exact float32 scores. The graph's own scores are not used: with 8-bit storage they are
     approximate, and re-ranking a few dozen rows costs ~10 us."""
     assert store.graph is not None
-    wanted = max(_GRAPH_CANDIDATES, 2 * top_k)
+    wanted = max(_GRAPH_CANDIDATES if subset is None else _FILTERED_CANDIDATES, 2 * top_k)
     found = store.graph.candidates(queries, wanted, ef_search, subset)
     # FAISS pads a short answer with -1 at its end. (One query is the usual case: numpy calls
     # on its 40 labels cost ~5 us each once FAISS's walk has pushed numpy out of the caches.)
