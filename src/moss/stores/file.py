@@ -21,6 +21,7 @@ from ..atomic_files import DEFAULT_ORPHAN_AGE, sweep_temp_files, temporary_file
 from ..errors import IndexNotFoundError, InvalidArgumentError
 from ..flow import Flow, Offload, run_async, run_sync
 from ..snapshot.codec import SnapshotHeader, SnapshotReader
+from ..snapshot.verified_mark import mark_file_verified
 from ..types import IndexInfo
 from ..validation import validate_name
 from . import file_commit
@@ -198,6 +199,8 @@ class FileStore:
                 ttl=ttl,
                 keep=self.keep_versions,
             )
+        # The reader verified every checksum of these bytes: mapped opens need not hash them.
+        mark_file_verified(directory / layout.version_file(version, header.kind))
         sweep_temp_files(directory, self.orphan_age)
         if time.monotonic() - self._swept_at > _FULL_SWEEP_SECONDS:
             self.sweep()  # uploads orphaned in indexes nobody pushes to again
