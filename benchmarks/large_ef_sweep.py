@@ -1,7 +1,8 @@
 """efSearch against recall@10 and p50 on bench_large's synthetic corpus and cached graph.
 
-At 5M documents the default efSearch (64, chosen at 1M) finds 0.85 of the true top 10; this
-shows what raising it per query (``QueryOptions(ef_search=...)``) buys. Run after
+At 5M documents efSearch 64 (the default up to 1M) finds 0.85 of the true top 10; this shows
+what a larger breadth buys, and checks the automatic default that grows with the index
+(``moss.index.hnsw_params.auto_ef_search``: 528 at 5M). Run after
 ``bench_large.py --sizes N`` has cached the graph:
 ``.venv/bin/python benchmarks/large_ef_sweep.py --size 5000000 --cache /tmp/moss-bench-large-5m
 --json benchmarks/results/large_5m.json`` (adds ``ef_sweep`` to the file, keeping the rest).
