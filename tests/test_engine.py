@@ -3,6 +3,7 @@ brute force, export isolation, and concurrent readers and writers."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from typing import Any
 
@@ -295,6 +296,18 @@ def test_growth_moves_the_matrix_in_place_unless_someone_views_it() -> None:
 
 
 # --- reads ----------------------------------------------------------------------------------
+
+
+def test_stored_doc_is_a_frozen_dataclass_of_its_fields() -> None:
+    # StoredDoc sets its slots itself (faster than the dataclass's __init__): still the same
+    # fields, by position or keyword, still frozen, still replaceable.
+    doc = StoredDoc(text="t", metadata={"k": 1}, id="a")
+    assert (doc.id, doc.text, doc.metadata) == ("a", "t", {"k": 1})
+    assert doc == StoredDoc("a", "t", {"k": 1}) != StoredDoc("a", "t", None)
+    assert repr(doc) == "StoredDoc(id='a', text='t', metadata={'k': 1})"
+    assert dataclasses.replace(doc, text="u") == StoredDoc("a", "u", {"k": 1})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        doc.id = "b"  # type: ignore[misc]
 
 
 def test_get_by_ids_filter_and_limit() -> None:

@@ -46,6 +46,18 @@ class StoredDoc:
     text: str
     metadata: dict[str, Any] | None
 
+    def __init__(self, id: str, text: str, metadata: dict[str, Any] | None) -> None:
+        # The fields' slot setters, not the frozen dataclass's object.__setattr__ per field:
+        # half the cost (0.27 vs 0.53 us warm), and a search builds one per result.
+        _SET_ID(self, id)
+        _SET_TEXT(self, text)
+        _SET_METADATA(self, metadata)
+
+
+_SET_ID = StoredDoc.__dict__["id"].__set__
+_SET_TEXT = StoredDoc.__dict__["text"].__set__
+_SET_METADATA = StoredDoc.__dict__["metadata"].__set__
+
 
 class DocumentRows:
     """Dense rows of documents with their vectors and optional int8 codes."""
