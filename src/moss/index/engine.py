@@ -348,6 +348,9 @@ class Engine:
                     picks.extend(rank(store, block, subset, top_k, min_score))
             # The columns looked up once, not per result (store.doc's lookups, ~1 us each).
             ids, texts, metadata = store.ids, store.texts, store.metadata
+            if type(ids) is not list or type(texts) is not list or type(metadata) is not list:
+                # Lazy columns of a snapshot: decoded together (70 -> ~25 us for 10 results).
+                return [store.hits(picked) for picked in picks]
             return [
                 [(StoredDoc(ids[row], texts[row], metadata[row]), score) for row, score in picked]
                 for picked in picks

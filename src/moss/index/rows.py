@@ -94,6 +94,19 @@ class DocumentRows:
     def doc(self, row: int) -> StoredDoc:
         return StoredDoc(self.ids[row], self.texts[row], self.metadata[row])
 
+    def hits(self, picked: list[tuple[int, float]]) -> list[tuple[StoredDoc, float]]:
+        """The documents of ``(row, score)`` pairs, with their scores; lazy columns decode
+        their values together (:meth:`LazyColumn.take`)."""
+        rows = [row for row, _ in picked]
+        columns = zip(
+            _take(self.ids, rows),
+            _take(self.texts, rows),
+            _take(self.metadata, rows),
+            [score for _, score in picked],
+            strict=True,
+        )
+        return [(StoredDoc(doc_id, text, meta), score) for doc_id, text, meta, score in columns]
+
     def rows_of(self, ids: Sequence[str]) -> list[int | None]:
         """The row of each id (None for unknown ones), looked up together."""
         row_of = self.row_of
@@ -291,3 +304,9 @@ class DocumentRows:
 
 def _as_list(column: list[T] | LazyColumn[T]) -> list[T]:
     return column.materialize() if isinstance(column, LazyColumn) else column
+
+
+def _take(column: list[T] | LazyColumn[T], rows: list[int]) -> list[T]:
+    if isinstance(column, LazyColumn):
+        return column.take(rows)
+    return [column[row] for row in rows]
