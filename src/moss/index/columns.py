@@ -33,11 +33,14 @@ class LazyColumn(Sequence[_T], Generic[_T]):
     appended and popped like a list's; those values are kept apart and never encoded.
     """
 
-    __slots__ = ("_appended", "_bounds", "_check", "_count", "_raw", "_replaced")
+    __slots__ = ("_appended", "_bounds", "_check", "_count", "_offsets", "_raw", "_replaced")
 
     def __init__(self, raw: bytes, bounds: npt.NDArray[np.int64], check: Any) -> None:
         self._raw = raw
         self._bounds = bounds
+        # The same offsets read as Python ints (no copy): a numpy index costs more than a
+        # page of results' values.
+        self._offsets = np.ascontiguousarray(bounds, dtype=np.int64).data.cast("B").cast("q")
         self._check = check
         # The first _count values of the snapshot are rows (pops from the end lower it), the
         # ones in _replaced by row override them, and rows from _count on are in _appended.
@@ -83,7 +86,7 @@ class LazyColumn(Sequence[_T], Generic[_T]):
 
     def base(self, i: int) -> _T:
         """The snapshot's value ``i`` (``0 <= i < len(bounds) - 1``), whatever was written since."""
-        literal = self._raw[self._bounds[i] : self._bounds[i + 1] - 1]
+        literal = self._raw[self._offsets[i] : self._offsets[i + 1] - 1]
         try:
             value = orjson.loads(literal)
         except orjson.JSONDecodeError as exc:
@@ -104,16 +107,9 @@ class LazyColumn(Sequence[_T], Generic[_T]):
             or (self._replaced and not self._replaced.keys().isdisjoint(rows))
         ):
             return [self[row] for row in rows]
-        picked = np.array(rows, dtype=np.intp)
-        raw, loads = self._raw, orjson.loads
-        bounds = self._bounds
+        raw, offsets, loads = self._raw, self._offsets, orjson.loads
         try:
-            values = [
-                loads(raw[start:end])
-                for start, end in zip(
-                    bounds[picked].tolist(), (bounds[picked + 1] - 1).tolist(), strict=True
-                )
-            ]
+            values = [loads(raw[offsets[row] : offsets[row + 1] - 1]) for row in rows]
             self._check(values)
         except (orjson.JSONDecodeError, SnapshotError):
             # One by one, for the error reading that value alone raises (the id check also
