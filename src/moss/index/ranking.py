@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from operator import itemgetter
 
 import numpy as np
@@ -195,12 +195,10 @@ def rank_graph(
     # on its 40 labels cost ~5 us each once FAISS's walk has pushed numpy out of the caches.)
     # Not faiss.fvec_inner_products_by_idx, which reads the rows in place: it opens an OpenMP
     # parallel region even for one query, which waits for a busy second core (0.1-0.7 ms).
-    # The labels as a list once, for the padding check and top(): a numpy scalar's index and
-    # comparison cost more than the list.
-    if len(found) == 1 and (labels := found[0].tolist())[-1] >= 0:
+    if len(found) == 1 and found[0, -1] >= 0:
         rows = found[0]
         exact: Matrix = _einsum("ij,j->i", store.blocks.take(rows), queries[0])  # see _product
-        return [top(store, exact, rows, top_k, min_score, labels)]
+        return [top(store, exact, rows, top_k, min_score)]
     lines = [rows[rows >= 0] for rows in found]
     # One gather for every query's candidates (each gather costs a few us before its rows).
     vectors = store.take(np.concatenate(lines))
@@ -233,21 +231,17 @@ def top(
     subset: Rows | None,
     top_k: int,
     min_score: float | None,
-    labels: Sequence[int] | None = None,
 ) -> list[tuple[int, float]]:
-    """The best ``top_k`` (row, score) pairs, best first, ties broken by id (``labels``:
-    ``subset`` as a list, if the caller has it)."""
+    """The best ``top_k`` (row, score) pairs, best first, ties broken by id."""
     if min_score is not None:
         keep = np.flatnonzero(scores >= min_score)
         scores = scores[keep]
         subset = keep if subset is None else subset[keep]
-        labels = None
     if len(scores) <= _SORT_ALL:
         # A few dozen scores (the usual case: callers pass candidates): sort them all in Python
         # (fewer calls into numpy, whose code a graph walk has pushed out of the caches), and
         # decide by id only if two of the best are equal (sorting by id too costs ~40% more).
-        if labels is None:
-            labels = range(len(scores)) if subset is None else subset.tolist()
+        labels = range(len(scores)) if subset is None else subset.tolist()
         pairs = zip(labels, scores.tolist(), strict=True)
         ranked = sorted(pairs, key=_SCORE, reverse=True)[: top_k + 1]
         if len(set(map(_SCORE, ranked))) == len(ranked):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from functools import lru_cache, partial
+from functools import partial
 
 import numpy as np
 import numpy.typing as npt
@@ -65,7 +65,7 @@ def choose_ranker(store: DocumentRows, subset: Rows | None, ef_search: int | Non
         if subset is not None:
             ef = min(_MAX_FILTER_EF, math.ceil(ef * (count / len(subset)) ** _FILTER_EF_POWER))
         if subset is None or len(subset) > _EXACT_ROWS_PER_EF * ef:
-            return _graph_ranker(ef)
+            return partial(rank_graph, ef_search=ef)
     # A small filtered subset is cheaper to rank exactly than to scan in int8.
     compact = (
         store.int8 is not None
@@ -73,10 +73,3 @@ def choose_ranker(store: DocumentRows, subset: Rows | None, ef_search: int | Non
         and (subset is None or len(subset) > GATHER_FRACTION * count)
     )
     return rank_measured if compact else rank_exact
-
-
-@lru_cache(maxsize=64)
-def _graph_ranker(ef_search: int) -> Ranker:
-    """:func:`rank_graph` with this efSearch, made once (a new partial per search costs ~3 us
-    once the last graph walk has evicted its code)."""
-    return partial(rank_graph, ef_search=ef_search)
