@@ -330,6 +330,30 @@ def corrupt_links(serialized: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
     return result
 
 
+def test_links_are_checked_whether_or_not_faiss_checks_them(corpus: Any) -> None:
+    import faiss
+
+    from moss.index import hnsw
+
+    graph, _ = engines(corpus)
+    serialized, _ = graph.export_all().graph  # type: ignore[misc]
+    index: Any = faiss.deserialize_index(serialized)
+    hnsw._check_links(faiss, index)  # a sound graph passes
+    version = tuple(int(part) for part in faiss.__version__.split(".")[:2])
+    assert hnsw._reader_checks_links() == (version >= (1, 12))
+    for position, value in ((0, index.ntotal + 5), (7, -2)):
+        broken: Any = faiss.deserialize_index(serialized)
+        links = faiss.vector_to_array(broken.hnsw.neighbors)
+        links[position] = value
+        faiss.copy_array_to_vector(links, broken.hnsw.neighbors)
+        with pytest.raises(InvalidArgumentError, match="out of bounds"):
+            hnsw._check_links(faiss, broken)
+    broken = faiss.deserialize_index(serialized)
+    broken.hnsw.entry_point = index.ntotal
+    with pytest.raises(InvalidArgumentError, match="out of bounds"):
+        hnsw._check_links(faiss, broken)
+
+
 def test_index_field_is_checked() -> None:
     assert parse_index_field(None) == ("flat", None)
     assert parse_index_field({"kind": "hnsw", "m": 8}) == ("hnsw", HnswParams(m=8))
