@@ -86,8 +86,8 @@ def auto_ef_search(count: int) -> int:
     0.854 at 5M, where 512 finds 0.969 at ~1.9 ms (this rule gives 528 there)."""
     if count <= _AUTO_EF_FROM:
         return _AUTO_EF_BASE
-    grown = _AUTO_EF_BASE * (count / _AUTO_EF_FROM) ** _AUTO_EF_POWER
-    return min(_MAX_AUTO_EF, 16 * int(math.ceil(grown / 16)))
+    grown: float = _AUTO_EF_BASE * (count / _AUTO_EF_FROM) ** _AUTO_EF_POWER
+    return min(_MAX_AUTO_EF, 16 * math.ceil(grown / 16))
 
 
 _AUTO_EF_BASE = 64
