@@ -46,8 +46,9 @@ def mark_verified(fileno: int, header_digest: int) -> None:
 
 
 def mark_file_verified(path: str | os.PathLike[str]) -> None:
-    """:func:`mark_verified` for the file at ``path`` (which no one replaces meanwhile)."""
-    with open(Path(path), "rb") as file:
+    """:func:`mark_verified` for the file at ``path`` (which no one replaces meanwhile); a file
+    already gone (an index deleted meanwhile) is left alone."""
+    with contextlib.suppress(OSError), open(Path(path), "rb") as file:
         _, _, digest = parse_prefix(file.read(PREFIX.size))
         mark_verified(file.fileno(), digest)
 
